@@ -1,0 +1,53 @@
+"""The driver interface every backend family implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from typing import Any
+
+from gateway.config import RouteConfig
+from gateway.context import RequestContext
+
+
+class ChatStream(ABC):
+    """An open upstream stream of Chat Completions chunks.
+
+    Iterating yields batches of raw JSON payloads (the `data:` of each SSE event, without the
+    final `[DONE]`). A failure after the stream opened raises `StreamBroken`. `aclose()` must
+    be safe to call at any time and releases the upstream request (cancelling it if unfinished).
+    """
+
+    @abstractmethod
+    def __aiter__(self) -> AsyncIterator[list[bytes]]: ...
+
+    @abstractmethod
+    async def aclose(self) -> None: ...
+
+
+class Driver(ABC):
+    """One route's way to reach its backend. Subclasses hold only their family's quirks."""
+
+    def __init__(self, route: RouteConfig) -> None:
+        self.route = route
+
+    def prepare_chat(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Route defaults (when the client left them out), overrides (always), upstream model."""
+        route = self.route
+        out = dict(route.defaults) if route.defaults else {}
+        out.update(body)
+        if route.overrides:
+            out.update(route.overrides)
+        out["model"] = route.target_model
+        return out
+
+    @abstractmethod
+    async def chat(self, body: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        """A non-streaming Chat Completion; raises GatewayError on failure."""
+
+    @abstractmethod
+    async def open_chat_stream(self, body: dict[str, Any], ctx: RequestContext) -> ChatStream:
+        """Open a streaming Chat Completion; errors before the first chunk raise GatewayError."""
+
+    async def aclose(self) -> None:
+        """Release what the driver holds (the shared HTTP client is closed by its owner)."""

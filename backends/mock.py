@@ -1,0 +1,251 @@
+"""The built-in `mock` backend: deterministic answers with no network, GPU or key.
+
+It echoes the last user message (or a configured reply), one token per whitespace-separated
+word, honours `max_tokens`/`max_completion_tokens` with `finish_reason: "length"`, counts
+usage for real, and when `tool_choice` forces a tool it calls it with arguments built from the
+tool's JSON schema. Streaming sends the same answer word by word.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+
+from backends.base import ChatStream, Driver
+from gateway.context import RequestContext
+from gateway.errors import InvalidRequest
+
+_WORD = re.compile(r"\s*\S+")
+
+
+def text_of(content: Any) -> str:
+    """The text of a message's content (a string or a list of parts)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(
+            p.get("text", "")
+            for p in content
+            if isinstance(p, dict) and isinstance(p.get("text"), str)
+        )
+    return ""
+
+
+def split_tokens(text: str) -> list[str]:
+    """Word tokens whose concatenation is exactly `text`."""
+    pieces = _WORD.findall(text)
+    rest = text[sum(map(len, pieces)) :]
+    if rest:
+        if pieces:
+            pieces[-1] += rest
+        else:
+            pieces.append(rest)
+    return pieces
+
+
+def example_from_schema(schema: Any) -> Any:
+    """A deterministic value that satisfies simple JSON schemas (enough for tool arguments)."""
+    if not isinstance(schema, dict):
+        return None
+    if "const" in schema:
+        return schema["const"]
+    if schema.get("enum"):
+        return schema["enum"][0]
+    if "default" in schema:
+        return schema["default"]
+    for key in ("anyOf", "oneOf", "allOf"):
+        if isinstance(schema.get(key), list) and schema[key]:
+            return example_from_schema(schema[key][0])
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind == "object" or "properties" in schema:
+        props = schema.get("properties") or {}
+        return {name: example_from_schema(sub) for name, sub in props.items()}
+    if kind == "array":
+        item = example_from_schema(schema.get("items", {}))
+        return [item] * max(1, int(schema.get("minItems", 1)))
+    if kind == "string":
+        return "example"
+    if kind == "integer":
+        return int(schema.get("minimum", 1))
+    if kind == "number":
+        return float(schema.get("minimum", 1.0))
+    if kind == "boolean":
+        return True
+    return None
+
+
+def _forced_tool(body: dict[str, Any]) -> dict[str, Any] | None:
+    choice = body.get("tool_choice")
+    tools = [t for t in body.get("tools") or [] if isinstance(t, dict) and t.get("function")]
+    if isinstance(choice, dict):
+        name = (choice.get("function") or {}).get("name")
+        for tool in tools:
+            if tool["function"].get("name") == name:
+                return tool["function"]
+        raise InvalidRequest(
+            f"tool_choice names {name!r}, which is not in tools", param="tool_choice"
+        )
+    if choice == "required":
+        if not tools:
+            raise InvalidRequest(
+                "tool_choice 'required' needs at least one tool", param="tool_choice"
+            )
+        return tools[0]["function"]
+    return None
+
+
+class MockDriver(Driver):
+    async def _delay(self) -> None:
+        if self.route.mock.latency_ms:
+            await asyncio.sleep(self.route.mock.latency_ms / 1000)
+
+    def _plan(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Everything the answer holds, shared by the JSON and the streamed form."""
+        messages = body.get("messages") or []
+        prompt_tokens = sum(len(_WORD.findall(text_of(m.get("content")))) for m in messages)
+        digest = hashlib.sha256(orjson.dumps(messages, option=orjson.OPT_SORT_KEYS)).hexdigest()
+        limit = body.get("max_completion_tokens") or body.get("max_tokens")
+        tool = _forced_tool(body)
+        if tool is not None:
+            arguments = orjson.dumps(example_from_schema(tool.get("parameters") or {})).decode()
+            call = {
+                "id": "call_" + digest[:24],
+                "type": "function",
+                "function": {"name": tool.get("name"), "arguments": arguments},
+            }
+            return {
+                "digest": digest,
+                "pieces": [],
+                "tool_call": call,
+                "finish": "tool_calls",
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": len(_WORD.findall(arguments)),
+            }
+        reply = self.route.mock.reply
+        if reply is None:
+            user = [m for m in messages if m.get("role") == "user"]
+            reply = text_of(user[-1].get("content")) if user else ""
+        pieces = split_tokens(reply)
+        finish = "stop"
+        if isinstance(limit, int) and len(pieces) > limit:
+            pieces, finish = pieces[:limit], "length"
+        return {
+            "digest": digest,
+            "pieces": pieces,
+            "tool_call": None,
+            "finish": finish,
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": len(pieces),
+        }
+
+    @staticmethod
+    def _logprobs(pieces: list[str]) -> dict[str, Any]:
+        # The mock is deterministic: every token had probability 1.
+        return {
+            "content": [
+                {"token": p, "logprob": 0.0, "bytes": list(p.encode()), "top_logprobs": []}
+                for p in pieces
+            ]
+        }
+
+    def _usage(self, plan: dict[str, Any]) -> dict[str, int]:
+        p, c = plan["prompt_tokens"], plan["completion_tokens"]
+        return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
+
+    async def chat(self, body: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        body = self.prepare_chat(body)
+        plan = self._plan(body)
+        await self._delay()
+        message: dict[str, Any] = {"role": "assistant", "content": "".join(plan["pieces"])}
+        if plan["tool_call"] is not None:
+            message = {"role": "assistant", "content": None, "tool_calls": [plan["tool_call"]]}
+        choices = []
+        for index in range(int(body.get("n") or 1)):
+            choice: dict[str, Any] = {
+                "index": index,
+                "message": message,
+                "logprobs": self._logprobs(plan["pieces"]) if body.get("logprobs") else None,
+                "finish_reason": plan["finish"],
+            }
+            choices.append(choice)
+        return {
+            "id": "chatcmpl-mock-" + plan["digest"][:24],
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body["model"],
+            "choices": choices,
+            "usage": self._usage(plan),
+        }
+
+    async def open_chat_stream(self, body: dict[str, Any], ctx: RequestContext) -> ChatStream:
+        body = self.prepare_chat(body)
+        return MockStream(self, body, self._plan(body))
+
+
+class MockStream(ChatStream):
+    def __init__(self, driver: MockDriver, body: dict[str, Any], plan: dict[str, Any]) -> None:
+        self.driver = driver
+        self.body = body
+        self.plan = plan
+
+    def _chunk(self, delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
+        choice: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": finish, **extra}
+        return orjson.dumps(
+            {
+                "id": "chatcmpl-mock-" + self.plan["digest"][:24],
+                "object": "chat.completion.chunk",
+                "created": self.created,
+                "model": self.body["model"],
+                "choices": [choice],
+            }
+        )
+
+    async def _events(self) -> AsyncIterator[list[bytes]]:
+        self.created = int(time.time())
+        plan, body = self.plan, self.body
+        pause = self.driver.route.mock.stream_delay_ms / 1000
+        await self.driver._delay()
+        yield [self._chunk({"role": "assistant", "content": ""})]
+        call = plan["tool_call"]
+        if call is not None:
+            head = {
+                **call,
+                "index": 0,
+                "function": {"name": call["function"]["name"], "arguments": ""},
+            }
+            yield [self._chunk({"tool_calls": [head]})]
+            for piece in split_tokens(call["function"]["arguments"]) or [""]:
+                yield [
+                    self._chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
+                ]
+        for piece in plan["pieces"]:
+            if pause:
+                await asyncio.sleep(pause)
+            extra = {"logprobs": self.driver._logprobs([piece])} if body.get("logprobs") else {}
+            yield [self._chunk({"content": piece}, **extra)]
+        last = [self._chunk({}, plan["finish"])]
+        if (body.get("stream_options") or {}).get("include_usage"):
+            usage = {
+                "id": "chatcmpl-mock-" + plan["digest"][:24],
+                "object": "chat.completion.chunk",
+                "created": self.created,
+                "model": body["model"],
+                "choices": [],
+                "usage": self.driver._usage(plan),
+            }
+            last.append(orjson.dumps(usage))
+        yield last
+
+    def __aiter__(self) -> AsyncIterator[list[bytes]]:
+        return self._events()
+
+    async def aclose(self) -> None:
+        return None

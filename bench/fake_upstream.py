@@ -1,0 +1,167 @@
+"""A fake OpenAI-compatible upstream that is never the bottleneck.
+
+A raw asyncio protocol (uvloop when present) with keep-alive and canned answers, so one core
+serves tens of thousands of requests per second. It answers any POST whose path ends in
+`/chat/completions`; a body containing `"stream":true` gets an SSE stream of `--chunks`
+chunks, `--delay-ms` apart (for slow-stream tests), ending with `data: [DONE]`.
+GET /health answers 200. Everything else is 404.
+
+    python bench/fake_upstream.py --port 9001 [--chunks 50] [--delay-ms 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+
+CHAT_BODY = json.dumps(
+    {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": 1_700_000_000,
+        "model": "fake",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "Hello from the fake upstream."},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 12, "completion_tokens": 6, "total_tokens": 18},
+    },
+    separators=(",", ":"),
+).encode()
+
+
+def _chunk(delta: dict, finish: str | None = None) -> bytes:
+    body = {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion.chunk",
+        "created": 1_700_000_000,
+        "model": "fake",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+    return b"data: " + json.dumps(body, separators=(",", ":")).encode() + b"\n\n"
+
+
+def build_stream(chunks: int) -> list[bytes]:
+    parts = [_chunk({"role": "assistant", "content": ""})]
+    parts += [_chunk({"content": f"tok{i} "}) for i in range(chunks)]
+    parts.append(_chunk({}, "stop"))
+    usage = {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion.chunk",
+        "created": 1_700_000_000,
+        "model": "fake",
+        "choices": [],
+        "usage": {"prompt_tokens": 12, "completion_tokens": chunks, "total_tokens": 12 + chunks},
+    }
+    parts.append(b"data: " + json.dumps(usage, separators=(",", ":")).encode() + b"\n\n")
+    parts.append(b"data: [DONE]\n\n")
+    return parts
+
+
+def _http_chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+class UpstreamProtocol(asyncio.Protocol):
+    def __init__(self, stream_parts: list[bytes], delay: float) -> None:
+        self.stream_parts = stream_parts
+        self.delay = delay
+        self.buf = b""
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        while True:
+            head_end = self.buf.find(b"\r\n\r\n")
+            if head_end < 0:
+                return
+            head = self.buf[:head_end]
+            length = 0
+            for line in head.split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value.strip())
+            end = head_end + 4 + length
+            if len(self.buf) < end:
+                return
+            body = self.buf[head_end + 4 : end]
+            self.buf = self.buf[end:]
+            self.respond(head.split(b" ", 2), body)
+
+    def respond(self, request_line: list[bytes], body: bytes) -> None:
+        assert self.transport is not None
+        method, path = request_line[0], request_line[1]
+        if method == b"GET" and path.startswith(b"/health"):
+            self.transport.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        elif path.endswith(b"/chat/completions"):
+            if b'"stream":true' in body.replace(b" ", b""):
+                if self.delay:
+                    asyncio.ensure_future(self.slow_stream())
+                else:
+                    out = [
+                        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+                        b"transfer-encoding: chunked\r\n\r\n"
+                    ]
+                    out += [_http_chunk(p) for p in self.stream_parts]
+                    out.append(b"0\r\n\r\n")
+                    self.transport.write(b"".join(out))
+            else:
+                self.transport.write(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                    b"content-length: %d\r\n\r\n%s" % (len(CHAT_BODY), CHAT_BODY)
+                )
+        else:
+            self.transport.write(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n")
+
+    async def slow_stream(self) -> None:
+        transport = self.transport
+        assert transport is not None
+        transport.write(
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+            b"transfer-encoding: chunked\r\n\r\n"
+        )
+        for part in self.stream_parts:
+            if transport.is_closing():
+                return
+            transport.write(_http_chunk(part))
+            await asyncio.sleep(self.delay)
+        transport.write(b"0\r\n\r\n")
+
+
+async def serve(host: str, port: int, chunks: int, delay_ms: float) -> None:
+    parts = build_stream(chunks)
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(
+        lambda: UpstreamProtocol(parts, delay_ms / 1000.0), host, port, backlog=4096
+    )
+    print(f"fake upstream on http://{host}:{port}/v1 ({time.strftime('%X')})", flush=True)
+    async with server:
+        await server.serve_forever()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=9001)
+    parser.add_argument("--chunks", type=int, default=50)
+    parser.add_argument("--delay-ms", type=float, default=0.0)
+    args = parser.parse_args()
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    asyncio.run(serve(args.host, args.port, args.chunks, args.delay_ms))
+
+
+if __name__ == "__main__":
+    main()

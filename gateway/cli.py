@@ -1,0 +1,100 @@
+"""`gym-gateway serve | check`: the command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from gateway import __version__
+from gateway.config import CONFIG_ENV, ConfigError, GatewayConfig, load_config
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gym-gateway", description="OpenAI-compatible gateway for RL training and evals"
+    )
+    parser.add_argument("--version", action="version", version=f"gym-gateway {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="serve the gateway")
+    serve.add_argument("--config", help=f"YAML config file (default: ${CONFIG_ENV}, else built-in)")
+    serve.add_argument("--host", help="bind address (overrides server.host)")
+    serve.add_argument("--port", type=int, help="port (overrides server.port)")
+    serve.add_argument("--workers", type=int, help="worker processes (overrides server.workers)")
+    serve.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        help="overrides server.log_level",
+    )
+
+    check = sub.add_parser("check", help="validate a config file without serving")
+    check.add_argument("--config", help=f"YAML config file (default: ${CONFIG_ENV}, else built-in)")
+    return parser
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def serve(config: GatewayConfig, config_path: str | None) -> None:
+    import uvicorn
+
+    server = config.server
+    _configure_logging(server.log_level)
+    common = dict(
+        host=server.host,
+        port=server.port,
+        log_level=server.log_level,
+        access_log=server.access_log,
+        loop="uvloop",
+        http="httptools",
+        timeout_keep_alive=75,  # Gym keeps connections open; dropping idle ones costs retries
+        timeout_graceful_shutdown=30,
+        server_header=False,
+    )
+    if server.workers > 1:
+        # Each worker process loads the same config from the environment.
+        if config_path:
+            os.environ[CONFIG_ENV] = os.path.abspath(config_path)
+        overrides = {"HOST": server.host, "PORT": str(server.port)}
+        for key, value in overrides.items():
+            os.environ[f"GYM_GATEWAY_SERVER__{key}"] = value
+        uvicorn.run(
+            "gateway.app:create_app_from_env", factory=True, workers=server.workers, **common
+        )
+        return
+    from gateway.app import create_app
+
+    uvicorn.run(create_app(config), **common)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "check":
+            config = load_config(args.config)
+            names = ", ".join(f"{r.name} ({r.backend})" for r in config.models)
+            print(f"config OK: {len(config.models)} routes: {names}")
+            return 0
+        config = load_config(
+            args.config,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            log_level=args.log_level,
+        )
+    except ConfigError as exc:
+        print(f"gym-gateway: {exc}", file=sys.stderr)
+        return 2
+    serve(config, args.config)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""The HTTP endpoints. Hot paths are plain Starlette handlers: no per-request pydantic."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from gateway.context import RequestContext
+from gateway.errors import GatewayError
+from gateway.relay import (
+    SSE_HEADERS,
+    ClientGone,
+    ModelRewriter,
+    relay_chat_stream,
+    until_disconnect,
+)
+from gateway.request_io import json_response, read_json_body
+from gateway.validation import check_chat_body
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
+
+# nginx-style "client closed request"; the client never sees it.
+CLIENT_CLOSED = 499
+
+
+def _gateway(request: Request) -> Gateway:
+    return request.app.state.gateway
+
+
+def _context(request: Request, route_name: str) -> RequestContext:
+    return RequestContext(request_id=request.scope["state"]["request_id"], route_name=route_name)
+
+
+async def chat_completions(request: Request) -> Response:
+    gateway = _gateway(request)
+    body = await read_json_body(request, gateway.config.server.max_body_bytes)
+    model = check_chat_body(body)
+    driver = gateway.router.driver_for(model)
+    ctx = _context(request, model)
+    try:
+        if body.get("stream"):
+            stream = await until_disconnect(request, driver.open_chat_stream(body, ctx))
+            rewrite = ModelRewriter(driver.route.target_model, model)
+            return StreamingResponse(
+                relay_chat_stream(stream, rewrite, model),
+                media_type="text/event-stream",
+                headers={**SSE_HEADERS, **ctx.response_headers},
+            )
+        answer = await until_disconnect(request, driver.chat(body, ctx))
+    except ClientGone:
+        return Response(status_code=CLIENT_CLOSED)
+    except GatewayError as exc:
+        exc.headers = {**ctx.response_headers, **exc.headers}
+        raise
+    answer["model"] = model
+    return json_response(answer, headers=ctx.response_headers or None)
+
+
+async def list_models(request: Request) -> Response:
+    gateway = _gateway(request)
+    return json_response(
+        {"object": "list", "data": [gateway.model_card(r) for r in gateway.config.models]}
+    )
+
+
+async def get_model(request: Request) -> Response:
+    gateway = _gateway(request)
+    name = request.path_params["model"]
+    route = gateway.router.routes.get(name)
+    if route is None:
+        gateway.router.driver_for(name)  # raises the 404 in OpenAI's shape
+    return json_response(gateway.model_card(route))
+
+
+async def health(request: Request) -> Response:
+    gateway = _gateway(request)
+    return json_response(
+        {
+            "status": "ok",
+            "routes": len(gateway.config.models),
+            "uptime_s": round(time.time() - gateway.started, 3),
+        }
+    )
