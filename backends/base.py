@@ -49,5 +49,5 @@ class Driver(ABC):
     async def open_chat_stream(self, body: dict[str, Any], ctx: RequestContext) -> ChatStream:
         """Open a streaming Chat Completion; errors before the first chunk raise GatewayError."""
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release what the driver holds (the shared HTTP client is closed by its owner)."""

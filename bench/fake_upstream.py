@@ -73,6 +73,7 @@ class UpstreamProtocol(asyncio.Protocol):
         self.delay = delay
         self.buf = b""
         self.transport: asyncio.Transport | None = None
+        self.tasks: set[asyncio.Task[None]] = set()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -104,7 +105,9 @@ class UpstreamProtocol(asyncio.Protocol):
         elif path.endswith(b"/chat/completions"):
             if b'"stream":true' in body.replace(b" ", b""):
                 if self.delay:
-                    asyncio.ensure_future(self.slow_stream())
+                    task = asyncio.ensure_future(self.slow_stream())
+                    self.tasks.add(task)
+                    task.add_done_callback(self.tasks.discard)
                 else:
                     out = [
                         b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
