@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -10,9 +9,23 @@ from tests.upstream import ScriptedUpstream
 
 # Each route of the e2e gateway maps to one behaviour of the scripted upstream.
 UPSTREAM_ROUTES = [
-    "ok", "err-openai", "err-vllm", "err-flat", "err-tgi", "err-gemini", "err-fastapi",
-    "err-429", "err-notfound", "err-html", "garbage", "slow-json", "slow-stream", "stall",
-    "reset", "truncated", "midstream-error",
+    "ok",
+    "err-openai",
+    "err-vllm",
+    "err-flat",
+    "err-tgi",
+    "err-gemini",
+    "err-fastapi",
+    "err-429",
+    "err-notfound",
+    "err-html",
+    "garbage",
+    "slow-json",
+    "slow-stream",
+    "stall",
+    "reset",
+    "truncated",
+    "midstream-error",
 ]
 
 
@@ -49,10 +62,14 @@ def upstream() -> Iterator[ScriptedUpstream]:
 
 
 @pytest.fixture(scope="session")
-def gateway(upstream: ScriptedUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+def gateway(
+    upstream: ScriptedUpstream, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GatewayProcess]:
     workdir = tmp_path_factory.mktemp("gateway")
     proc = GatewayProcess(
-        gateway_config(upstream.base_url), workdir, env={"TEST_UPSTREAM_KEY": "sk-test-upstream-key"}
+        gateway_config(upstream.base_url),
+        workdir,
+        env={"TEST_UPSTREAM_KEY": "sk-test-upstream-key"},
     ).wait_ready()
     yield proc
     proc.stop()

@@ -61,38 +61,67 @@ def chunk(model: str, delta: dict[str, Any], finish: str | None = None) -> bytes
 ERRORS: dict[str, tuple[int, Any, dict[str, str]]] = {
     "err-openai": (
         400,
-        {"error": {"message": "bad temperature", "type": "invalid_request_error",
-                   "param": "temperature", "code": "invalid_value"}},
+        {
+            "error": {
+                "message": "bad temperature",
+                "type": "invalid_request_error",
+                "param": "temperature",
+                "code": "invalid_value",
+            }
+        },
         {},
     ),
     "err-vllm": (
         400,
-        {"error": {"message": "This model's maximum context length is 2048 tokens.",
-                   "type": "BadRequestError", "param": None, "code": 400}},
+        {
+            "error": {
+                "message": "This model's maximum context length is 2048 tokens.",
+                "type": "BadRequestError",
+                "param": None,
+                "code": 400,
+            }
+        },
         {},
     ),
     "err-flat": (
         400,
-        {"object": "error", "message": "flat shape", "type": "BadRequestError", "param": None,
-         "code": 400},
+        {
+            "object": "error",
+            "message": "flat shape",
+            "type": "BadRequestError",
+            "param": None,
+            "code": 400,
+        },
         {},
     ),
     "err-tgi": (422, {"error": "Input validation error", "error_type": "validation"}, {}),
     "err-gemini": (
         400,
-        [{"error": {"code": 400, "message": "Unknown name \"x\"", "status": "INVALID_ARGUMENT"}}],
+        [{"error": {"code": 400, "message": 'Unknown name "x"', "status": "INVALID_ARGUMENT"}}],
         {},
     ),
     "err-fastapi": (422, {"detail": [{"loc": ["body", "x"], "msg": "bad"}]}, {}),
     "err-429": (
         429,
-        {"error": {"message": "slow down", "type": "rate_limit_error", "code": "rate_limit_exceeded"}},
+        {
+            "error": {
+                "message": "slow down",
+                "type": "rate_limit_error",
+                "code": "rate_limit_exceeded",
+            }
+        },
         {"Retry-After": "7", "x-ratelimit-remaining-requests": "0"},
     ),
     "err-notfound": (
         404,
-        {"error": {"message": "The model `x` does not exist.", "type": "NotFoundError",
-                   "param": "model", "code": 404}},
+        {
+            "error": {
+                "message": "The model `x` does not exist.",
+                "type": "NotFoundError",
+                "param": "model",
+                "code": 404,
+            }
+        },
         {},
     ),
 }
@@ -120,7 +149,6 @@ class UpstreamState:
                     return True
             time.sleep(0.02)
         return False
-
 
     async def await_disconnect(self, name: str, timeout: float = 5.0) -> bool:
         """Like wait_disconnect, without blocking the caller's event loop."""
@@ -192,7 +220,8 @@ class ScriptedUpstream:
             return web.json_response(doc, status=status, headers=headers)
         if model == "err-html":
             return web.Response(
-                status=500, text="<html><body>Internal Server Error</body></html>",
+                status=500,
+                text="<html><body>Internal Server Error</body></html>",
                 content_type="text/html",
             )
         if model == "garbage":
@@ -212,7 +241,9 @@ class ScriptedUpstream:
         with self.state.lock:
             self.state.disconnects.append(name)
 
-    async def stream(self, request: web.Request, model: str, body: dict[str, Any]) -> web.StreamResponse:
+    async def stream(
+        self, request: web.Request, model: str, body: dict[str, Any]
+    ) -> web.StreamResponse:
         response = web.StreamResponse(headers={"content-type": "text/event-stream"})
         await response.prepare(request)
         words = ["upstream", " says", " hi", " ü", "🎉"]
@@ -237,15 +268,22 @@ class ScriptedUpstream:
                 await response.write_eof()
                 return response
             if model == "midstream-error":
-                err = {"error": {"message": "engine died", "type": "InternalServerError", "code": 500}}
+                err = {
+                    "error": {"message": "engine died", "type": "InternalServerError", "code": 500}
+                }
                 await response.write(b"data: " + json.dumps(err).encode() + b"\n\n")
                 await response.write_eof()
                 return response
             await response.write(chunk(model, {}, "stop"))
             if (body.get("stream_options") or {}).get("include_usage"):
-                usage = {"id": "chatcmpl-up", "object": "chat.completion.chunk", "model": model,
-                         "created": 1_700_000_000, "choices": [],
-                         "usage": {"prompt_tokens": 5, "completion_tokens": 5, "total_tokens": 10}}
+                usage = {
+                    "id": "chatcmpl-up",
+                    "object": "chat.completion.chunk",
+                    "model": model,
+                    "created": 1_700_000_000,
+                    "choices": [],
+                    "usage": {"prompt_tokens": 5, "completion_tokens": 5, "total_tokens": 10},
+                }
                 await response.write(b"data: " + json.dumps(usage).encode() + b"\n\n")
             await response.write(b"data: [DONE]\n\n")
             await response.write_eof()

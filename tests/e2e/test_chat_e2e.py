@@ -48,7 +48,9 @@ def test_mock_chat_stream(openai_client: openai.OpenAI) -> None:
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == "one two three four"
-    deltas = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+    deltas = [
+        c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content
+    ]
     assert deltas == ["one", " two", " three", " four"]  # word by word
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 4
@@ -122,7 +124,9 @@ def test_upstream_chat_json_passes_everything(
 
 def test_upstream_chat_stream(openai_client: openai.OpenAI) -> None:
     stream = openai_client.chat.completions.create(
-        model="up-ok", messages=[{"role": "user", "content": "hi"}], stream=True,
+        model="up-ok",
+        messages=[{"role": "user", "content": "hi"}],
+        stream=True,
         stream_options={"include_usage": True},
     )
     chunks = list(stream)

@@ -25,8 +25,9 @@ def post(gateway: GatewayProcess, body: Any, **kwargs: Any) -> httpx.Response:
     return httpx.post(gateway.url + "/v1/chat/completions", **kwargs)
 
 
-def assert_error(resp: httpx.Response, status: int, *, param: str | None = None,
-                 code: str | None = None) -> dict[str, Any]:
+def assert_error(
+    resp: httpx.Response, status: int, *, param: str | None = None, code: str | None = None
+) -> dict[str, Any]:
     assert resp.status_code == status, resp.text
     error = resp.json()["error"]
     assert set(error) == {"message", "type", "param", "code"}
@@ -51,16 +52,25 @@ def assert_still_serving(gateway: GatewayProcess) -> None:
         (b"{not json", None, "invalid_json"),
         (b"", None, "invalid_json"),
         (b"[1, 2]", None, "invalid_json"),
-        (b'{"model": "echo", "messages": [{"role": "user", "content": "\xff\xfe"}]}', None,
-         "invalid_json"),
+        (
+            b'{"model": "echo", "messages": [{"role": "user", "content": "\xff\xfe"}]}',
+            None,
+            "invalid_json",
+        ),
         ({"messages": [{"role": "user", "content": "x"}]}, "model", None),
         ({"model": 42, "messages": []}, "model", None),
         ({"model": "echo"}, "messages", None),
         ({"model": "echo", "messages": "hi"}, "messages", None),
-        ({"model": "echo", "messages": [{"role": "wizard", "content": "x"}]}, "messages[0].role",
-         None),
-        ({"model": "echo", "messages": [{"role": "user", "content": 5}]}, "messages[0].content",
-         None),
+        (
+            {"model": "echo", "messages": [{"role": "wizard", "content": "x"}]},
+            "messages[0].role",
+            None,
+        ),
+        (
+            {"model": "echo", "messages": [{"role": "user", "content": 5}]},
+            "messages[0].content",
+            None,
+        ),
         ({**GOOD, "temperature": "hot"}, "temperature", None),
         ({**GOOD, "max_tokens": -1}, "max_tokens", None),
         ({**GOOD, "max_tokens": 1.5}, "max_tokens", None),
@@ -78,8 +88,9 @@ def test_bad_request_is_400_naming_the_parameter(
 
 
 def test_unknown_model_is_404(gateway: GatewayProcess, openai_client: openai.OpenAI) -> None:
-    error = assert_error(post(gateway, {**GOOD, "model": "gpt-17"}), 404, param="model",
-                         code="model_not_found")
+    error = assert_error(
+        post(gateway, {**GOOD, "model": "gpt-17"}), 404, param="model", code="model_not_found"
+    )
     assert "gpt-17" in error["message"]
     with pytest.raises(openai.NotFoundError):
         openai_client.chat.completions.create(model="gpt-17", messages=GOOD["messages"])
@@ -107,8 +118,7 @@ def test_unknown_endpoint_and_method(gateway: GatewayProcess) -> None:
 
 
 def test_unreachable_upstream_is_502_naming_route_not_key(gateway: GatewayProcess) -> None:
-    error = assert_error(post(gateway, {**GOOD, "model": "dead"}), 502,
-                         code="upstream_unreachable")
+    error = assert_error(post(gateway, {**GOOD, "model": "dead"}), 502, code="upstream_unreachable")
     assert "'dead'" in error["message"]
     assert "sk-dead" not in error["message"] and "sk-dead" not in gateway.log()
     stream = post(gateway, {**GOOD, "model": "dead", "stream": True})
@@ -184,8 +194,11 @@ def test_broken_stream_ends_with_error_event(
 def test_stream_disconnect_cancels_upstream(
     gateway: GatewayProcess, upstream: ScriptedUpstream
 ) -> None:
-    with httpx.stream("POST", gateway.url + "/v1/chat/completions",
-                      json={**GOOD, "model": "up-slow-stream", "stream": True}) as resp:
+    with httpx.stream(
+        "POST",
+        gateway.url + "/v1/chat/completions",
+        json={**GOOD, "model": "up-slow-stream", "stream": True},
+    ) as resp:
         lines = resp.iter_lines()
         received = [next(lines) for _ in range(4)]
         assert any("w0" in line for line in received) or received

@@ -63,20 +63,34 @@ models:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("models:\n - {name: a, backend: mock}\n - {name: a, backend: mock}\n",
-         "route 'a' (models[1]): duplicate route name 'a'"),
-        ("models:\n - {name: a, backend: llama}\n",
-         "route 'a' (models[0]), field backend: Input should be"),
-        ("models:\n - {name: a, backend: vllm}\n",
-         "route 'a' (models[0]): base_url is required for backend 'vllm'"),
-        ("models:\n - {name: a, backend: sglang, base_url: 'ftp://x'}\n",
-         "base_url must be an http(s) URL"),
-        ("models:\n - {name: a, backend: mock, api_key: '${GW_UNSET_VAR_X}'}\n",
-         "route 'a' (models[0]), field api_key: environment variable GW_UNSET_VAR_X is not set"),
-        ("models:\n - {name: a, backend: mock, colour: red}\n",
-         "route 'a' (models[0]), field colour: Extra inputs are not permitted"),
-        ("models:\n - {name: a, backend: mock, base_url: 'http://x'}\n",
-         "base_url has no meaning for backend 'mock'"),
+        (
+            "models:\n - {name: a, backend: mock}\n - {name: a, backend: mock}\n",
+            "route 'a' (models[1]): duplicate route name 'a'",
+        ),
+        (
+            "models:\n - {name: a, backend: llama}\n",
+            "route 'a' (models[0]), field backend: Input should be",
+        ),
+        (
+            "models:\n - {name: a, backend: vllm}\n",
+            "route 'a' (models[0]): base_url is required for backend 'vllm'",
+        ),
+        (
+            "models:\n - {name: a, backend: sglang, base_url: 'ftp://x'}\n",
+            "base_url must be an http(s) URL",
+        ),
+        (
+            "models:\n - {name: a, backend: mock, api_key: '${GW_UNSET_VAR_X}'}\n",
+            "route 'a' (models[0]), field api_key: environment variable GW_UNSET_VAR_X is not set",
+        ),
+        (
+            "models:\n - {name: a, backend: mock, colour: red}\n",
+            "route 'a' (models[0]), field colour: Extra inputs are not permitted",
+        ),
+        (
+            "models:\n - {name: a, backend: mock, base_url: 'http://x'}\n",
+            "base_url has no meaning for backend 'mock'",
+        ),
         ("models: []\n", "field models: List should have at least 1 item"),
         ("server: {port: abc}\nmodels:\n - {name: a, backend: mock}\n", "field server.port"),
         ("- just\n- a list\n", "the top level must be a mapping"),

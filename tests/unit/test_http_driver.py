@@ -36,8 +36,13 @@ async def test_request_shape_key_headers_defaults(upstream: ScriptedUpstream) ->
     await driver.http.aclose()
     assert answer["prompt_token_ids"] == [1, 2, 3]  # unknown fields kept
     sent = upstream.state.last()
-    assert sent["body"] == {"model": "ok", "messages": MESSAGES, "temperature": 0.25,
-                            "top_p": 0.9, "seed": 7}
+    assert sent["body"] == {
+        "model": "ok",
+        "messages": MESSAGES,
+        "temperature": 0.25,
+        "top_p": 0.9,
+        "seed": 7,
+    }
     headers = sent["headers"]
     assert headers["authorization"] == "Bearer sk-unit-secret"
     assert headers["x-extra"] == "yes"
@@ -56,7 +61,14 @@ async def test_no_authorization_without_key(upstream: ScriptedUpstream) -> None:
 @pytest.mark.parametrize(
     ("model", "status", "message", "etype", "param", "code"),
     [
-        ("err-openai", 400, "bad temperature", "invalid_request_error", "temperature", "invalid_value"),
+        (
+            "err-openai",
+            400,
+            "bad temperature",
+            "invalid_request_error",
+            "temperature",
+            "invalid_value",
+        ),
         ("err-vllm", 400, "maximum context length", "BadRequestError", None, 400),
         ("err-flat", 400, "flat shape", "BadRequestError", None, 400),
         ("err-tgi", 422, "Input validation error", "validation", None, None),
@@ -65,8 +77,15 @@ async def test_no_authorization_without_key(upstream: ScriptedUpstream) -> None:
         ("err-html", 500, "answered HTTP 500 (text/html body", "server_error", None, None),
     ],
 )
-async def test_error_mapping(upstream: ScriptedUpstream, model: str, status: int, message: str,
-                             etype: str, param: str | None, code: object) -> None:
+async def test_error_mapping(
+    upstream: ScriptedUpstream,
+    model: str,
+    status: int,
+    message: str,
+    etype: str,
+    param: str | None,
+    code: object,
+) -> None:
     driver = make_driver(upstream.base_url, model)
     ctx = RequestContext(request_id="e")
     with pytest.raises(GatewayError) as info:

@@ -28,7 +28,7 @@ async def test_sse_events_split_across_reads() -> None:
 
 async def test_sse_crlf_comments_named_and_multiline() -> None:
     events = await _feed(
-        [b": ping\r\n\r\nevent: response.created\r\ndata: {\"x\":1}\r\n\r\n", b"data: a\ndata: b\n\n"]
+        [b': ping\r\n\r\nevent: response.created\r\ndata: {"x":1}\r\n\r\n', b"data: a\ndata: b\n\n"]
     )
     assert events == [("response.created", b'{"x":1}'), (None, b"a\nb")]
 
@@ -47,8 +47,14 @@ def test_model_rewriter() -> None:
 
 
 def test_valid_chat_body_returns_model() -> None:
-    body = {"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": "x"}]}],
-            "temperature": None, "max_tokens": 5, "stop": ["a"], "unknown_extra": {"k": 1}}
+    body = {
+        "model": "m",
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "x"}]}],
+        "temperature": None,
+        "max_tokens": 5,
+        "stop": ["a"],
+        "unknown_extra": {"k": 1},
+    }
     assert check_chat_body(body) == "m"
 
 
