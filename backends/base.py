@@ -8,6 +8,8 @@ from typing import Any
 
 from gateway.config import RouteConfig
 from gateway.context import RequestContext
+from gateway.errors import GatewayError
+from gateway.translate import DEFAULT_DIALECT, ChatDialect
 
 
 class ChatStream(ABC):
@@ -28,8 +30,15 @@ class ChatStream(ABC):
 class Driver(ABC):
     """One route's way to reach its backend. Subclasses hold only their family's quirks."""
 
+    #: how Responses requests are translated to this backend's Chat Completions
+    dialect: ChatDialect = DEFAULT_DIALECT
+
     def __init__(self, route: RouteConfig) -> None:
         self.route = route
+
+    @property
+    def native_responses(self) -> bool:
+        return bool(self.route.native_responses)
 
     def prepare_chat(self, body: dict[str, Any]) -> dict[str, Any]:
         """Route defaults (when the client left them out), overrides (always), upstream model."""
@@ -48,6 +57,14 @@ class Driver(ABC):
     @abstractmethod
     async def open_chat_stream(self, body: dict[str, Any], ctx: RequestContext) -> ChatStream:
         """Open a streaming Chat Completion; errors before the first chunk raise GatewayError."""
+
+    async def responses(self, body: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        """A non-streaming native Responses call (only where `native_responses` is on)."""
+        raise GatewayError(500, f"route '{self.route.name}' has no native Responses endpoint")
+
+    async def open_responses_stream(self, body: dict[str, Any], ctx: RequestContext) -> ChatStream:
+        """A streaming native Responses call; the stream yields SSEEvent batches."""
+        raise GatewayError(500, f"route '{self.route.name}' has no native Responses endpoint")
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release what the driver holds (the shared HTTP client is closed by its owner)."""

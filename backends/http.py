@@ -174,7 +174,12 @@ class UpstreamHTTP:
         return answer
 
     async def open_stream(
-        self, upstream: Upstream, path: str, body: dict[str, Any], ctx: RequestContext
+        self,
+        upstream: Upstream,
+        path: str,
+        body: dict[str, Any],
+        ctx: RequestContext,
+        named_events: bool = False,
     ) -> ChatStream:
         response = await self._send(upstream, path, orjson.dumps(body), ctx)
         pass_on_headers(response.headers, ctx)
@@ -186,29 +191,34 @@ class UpstreamHTTP:
             finally:
                 response.release()
             raise normalize_upstream_error(upstream.describe(), response.status, raw, response)
-        return UpstreamSSE(response, upstream)
+        return UpstreamSSE(response, upstream, named_events)
 
 
 class UpstreamSSE(ChatStream):
     """Chat chunks from an upstream SSE answer; closing early drops the upstream connection,
     which makes vLLM and SGLang abort the request and free its slot."""
 
-    def __init__(self, response: aiohttp.ClientResponse, upstream: Upstream) -> None:
+    def __init__(
+        self, response: aiohttp.ClientResponse, upstream: Upstream, named_events: bool = False
+    ) -> None:
         self._response = response
         self._upstream = upstream
+        # Responses API streams: yield SSEEvent objects (their `event:` names matter).
+        self._named_events = named_events
         self._finished = False
         self.saw_done = False
 
-    async def _events(self) -> AsyncIterator[list[bytes]]:
+    async def _events(self) -> AsyncIterator[list[Any]]:
         describe = self._upstream.describe()
+        named = self._named_events
         try:
             async for batch in iter_sse(self._response.content.iter_any()):
-                payloads = []
+                payloads: list[Any] = []
                 for event in batch:
                     if event.data == DONE:
                         self._finished = True
                         break
-                    payloads.append(event.data)
+                    payloads.append(event if named else event.data)
                 if payloads:
                     yield payloads
                 if self._finished:
@@ -230,7 +240,7 @@ class UpstreamSSE(ChatStream):
         finally:
             await self.aclose()
 
-    def __aiter__(self) -> AsyncIterator[list[bytes]]:
+    def __aiter__(self) -> AsyncIterator[list[Any]]:
         return self._events()
 
     async def aclose(self) -> None:

@@ -16,7 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from backends.http import UpstreamHTTP
-from gateway import __version__, endpoints
+from gateway import __version__, endpoints, responses_api
 from gateway.config import GatewayConfig, RouteConfig, load_config
 from gateway.errors import GatewayError
 from gateway.request_io import RequestIdMiddleware, error_response
@@ -107,6 +107,7 @@ def create_app(config: GatewayConfig | None = None) -> FastAPI:
     app.router.routes.extend(
         [
             Route("/v1/chat/completions", endpoints.chat_completions, methods=["POST"]),
+            Route("/v1/responses", responses_api.create_response, methods=["POST"]),
             Route("/v1/models", endpoints.list_models, methods=["GET"]),
             Route("/v1/models/{model:path}", endpoints.get_model, methods=["GET"]),
             Route("/health", endpoints.health, methods=["GET"]),

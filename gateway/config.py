@@ -26,6 +26,8 @@ DEFAULT_BASE_URLS = {
     "openai": "https://api.openai.com/v1",
     "gemini": "https://generativelanguage.googleapis.com/v1beta/openai",
 }
+# Backends with a /v1/responses endpoint of their own (vLLM's is best for gpt-oss models).
+NATIVE_RESPONSES_BACKENDS = ("openai", "vllm", "sglang")
 DEFAULT_KEY_ENV = {"openai": "OPENAI_API_KEY", "gemini": "GEMINI_API_KEY"}
 
 
@@ -77,6 +79,9 @@ class RouteConfig(_Strict):
     headers: dict[str, str] = Field(default_factory=dict)
     timeouts: Timeouts = Field(default_factory=Timeouts)
     mock: MockOptions = Field(default_factory=MockOptions)
+    native_responses: bool | None = Field(
+        None, description="send /v1/responses upstream as is (default: true for openai only)"
+    )
     description: str | None = None
 
     @model_validator(mode="after")
@@ -94,6 +99,13 @@ class RouteConfig(_Strict):
                     object.__setattr__(self, "api_key", SecretStr(key))
         elif self.base_url is not None:
             raise ValueError("base_url has no meaning for backend 'mock'")
+        if self.native_responses is None:
+            object.__setattr__(self, "native_responses", self.backend == "openai")
+        elif self.native_responses and self.backend not in NATIVE_RESPONSES_BACKENDS:
+            raise ValueError(
+                f"native_responses: backend '{self.backend}' has no /v1/responses endpoint; "
+                "remove the key (the gateway translates to Chat Completions)"
+            )
         return self
 
     @property

@@ -89,3 +89,37 @@ def check_chat_body(body: dict[str, Any]) -> str:
             )
     check_params(body)
     return model
+
+
+# Responses API parameters the gateway reads or every backend relies on.
+_RESPONSES_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "input": (lambda v: isinstance(v, (str, list)), "a string or a list of input items"),
+    "instructions": (lambda v: isinstance(v, str), "a string"),
+    "stream": _CHECKS["stream"],
+    "temperature": _CHECKS["temperature"],
+    "top_p": _CHECKS["top_p"],
+    "max_output_tokens": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    "top_logprobs": _CHECKS["top_logprobs"],
+    "tools": _CHECKS["tools"],
+    "tool_choice": _CHECKS["tool_choice"],
+    "parallel_tool_calls": _CHECKS["parallel_tool_calls"],
+    "metadata": _CHECKS["metadata"],
+    "user": _CHECKS["user"],
+    "store": (lambda v: isinstance(v, bool), "a boolean"),
+    "background": (lambda v: isinstance(v, bool), "a boolean"),
+    "text": (lambda v: isinstance(v, dict), "an object"),
+    "reasoning": (lambda v: isinstance(v, dict), "an object"),
+    "include": (lambda v: isinstance(v, list), "a list"),
+}
+
+
+def check_responses_body(body: dict[str, Any]) -> str:
+    """Validate the Responses fields the gateway relies on; return the model name."""
+    model = check_model(body)
+    if body.get("input") is None:
+        raise InvalidRequest("'input' is required (a string or a list of items)", param="input")
+    for name, (ok, what) in _RESPONSES_CHECKS.items():
+        value = body.get(name)
+        if value is not None and not ok(value):
+            raise InvalidRequest(f"'{name}' must be {what}", param=name)
+    return model

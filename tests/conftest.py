@@ -26,6 +26,7 @@ UPSTREAM_ROUTES = [
     "reset",
     "truncated",
     "midstream-error",
+    "vllm-replay",
 ]
 
 
@@ -51,6 +52,22 @@ def gateway_config(upstream_url: str) -> str:
             "    headers: {x-route-header: route-value}",
             "    timeouts: {first_byte: 2.0, idle: 2.0}",
         ]
+    lines += [
+        "  - name: up-sglang-replay",
+        "    backend: sglang",
+        f"    base_url: {upstream_url}",
+        "    upstream_model: sglang-replay",
+        "  - name: native",
+        "    backend: openai",
+        f"    base_url: {upstream_url}",
+        "    upstream_model: native-model",
+        "    api_key: sk-native-secret",
+        "  - name: native-err",
+        "    backend: openai",
+        f"    base_url: {upstream_url}",
+        "    upstream_model: err-429",
+        "    api_key: sk-native-secret",
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -58,6 +58,36 @@ def chunk(model: str, delta: dict[str, Any], finish: str | None = None) -> bytes
     return b"data: " + json.dumps(body, separators=(",", ":")).encode() + b"\n\n"
 
 
+def native_response(model: str) -> dict[str, Any]:
+    return {
+        "id": "resp_native",
+        "object": "response",
+        "created_at": 1_700_000_000,
+        "status": "completed",
+        "model": model,
+        "output": [
+            {
+                "type": "message",
+                "id": "msg_native",
+                "role": "assistant",
+                "status": "completed",
+                "content": [{"type": "output_text", "text": "native answer", "annotations": []}],
+            }
+        ],
+        "parallel_tool_calls": True,
+        "tool_choice": "auto",
+        "tools": [],
+        "usage": {
+            "input_tokens": 3,
+            "output_tokens": 2,
+            "total_tokens": 5,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens_details": {"reasoning_tokens": 0},
+        },
+        "x_upstream_extra": {"kept": True},
+    }
+
+
 ERRORS: dict[str, tuple[int, Any, dict[str, str]]] = {
     "err-openai": (
         400,
@@ -127,6 +157,88 @@ ERRORS: dict[str, tuple[int, Any, dict[str, str]]] = {
 }
 
 
+# Recorded-shape Chat answers, as vLLM and SGLang send them (reasoning under their own field
+# names, tool calls with the engine's ids, extra fields). Streams are derived from them.
+def _replay(reasoning_field: str, call_id: str) -> dict[str, Any]:
+    answer = completion("replay", text="Let me check.", finish="tool_calls")
+    # engines return token ids only when asked (return_token_ids)
+    answer.pop("prompt_token_ids")
+    answer["choices"][0].pop("token_ids")
+    message = answer["choices"][0]["message"]
+    message.pop("reasoning")
+    message[reasoning_field] = "The user wants weather; call the tool."
+    message["tool_calls"] = [
+        {
+            "id": call_id,
+            "type": "function",
+            "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+        },
+        {
+            "id": call_id + "b",
+            "type": "function",
+            "function": {"name": "get_weather", "arguments": '{"city": "Lyon"}'},
+        },
+    ]
+    answer["usage"] = {
+        "prompt_tokens": 20,
+        "completion_tokens": 12,
+        "total_tokens": 32,
+        "prompt_tokens_details": {"cached_tokens": 4},
+    }
+    return answer
+
+
+REPLAYS: dict[str, dict[str, Any]] = {
+    "vllm-replay": _replay("reasoning", "chatcmpl-tool-9f1c"),
+    "sglang-replay": _replay("reasoning_content", "call_sg_01"),
+}
+
+
+def replay_chunks(model: str, answer: dict[str, Any]) -> list[bytes]:
+    message = answer["choices"][0]["message"]
+    out = [chunk(model, {"role": "assistant", "content": ""})]
+    for field_name in ("reasoning", "reasoning_content"):
+        if message.get(field_name):
+            for piece in message[field_name].split(" "):
+                out.append(chunk(model, {field_name: piece + " "}))
+            # the engine strips nothing: rejoin exactly
+            out[-1] = chunk(model, {field_name: message[field_name].split(" ")[-1]})
+    for piece in ("Let", " me", " check."):
+        out.append(chunk(model, {"content": piece}))
+    for index, call in enumerate(message.get("tool_calls") or []):
+        out.append(
+            chunk(
+                model,
+                {
+                    "tool_calls": [
+                        {
+                            "index": index,
+                            "id": call["id"],
+                            "type": "function",
+                            "function": {"name": call["function"]["name"], "arguments": ""},
+                        }
+                    ]
+                },
+            )
+        )
+        args = call["function"]["arguments"]
+        for cut in (args[:5], args[5:]):
+            out.append(
+                chunk(model, {"tool_calls": [{"index": index, "function": {"arguments": cut}}]})
+            )
+    out.append(chunk(model, {}, answer["choices"][0]["finish_reason"]))
+    usage = {
+        "id": "chatcmpl-up",
+        "object": "chat.completion.chunk",
+        "created": 1_700_000_000,
+        "model": model,
+        "choices": [],
+        "usage": answer["usage"],
+    }
+    out.append(b"data: " + json.dumps(usage).encode() + b"\n\n")
+    return out
+
+
 @dataclass
 class UpstreamState:
     requests: list[dict[str, Any]] = field(default_factory=list)
@@ -194,6 +306,7 @@ class ScriptedUpstream:
     async def _startup(self) -> None:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/chat/completions", self.chat)
+        app.router.add_post("/v1/responses", self.responses)
         app.router.add_get("/health", self.health)
         self._runner = web.AppRunner(app, handle_signals=False, handler_cancellation=True)
         await self._runner.setup()
@@ -233,9 +346,61 @@ class ScriptedUpstream:
                 self._disconnected(model)
                 raise
             return web.json_response(completion(model))
+        if model in REPLAYS:
+            if body.get("stream"):
+                response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+                await response.prepare(request)
+                for part in replay_chunks(model, REPLAYS[model]):
+                    await response.write(part)
+                await response.write(b"data: [DONE]\n\n")
+                return response
+            return web.json_response({**REPLAYS[model], "model": model})
         if body.get("stream"):
             return await self.stream(request, model, body)
         return web.json_response(completion(model))
+
+    async def responses(self, request: web.Request) -> web.StreamResponse:
+        """A native Responses endpoint (as OpenAI or vLLM serve it)."""
+        body = await request.json()
+        self.state.record(body, {k.lower(): v for k, v in request.headers.items()})
+        model = body.get("model", "")
+        if model in ERRORS:
+            status, doc, headers = ERRORS[model]
+            return web.json_response(doc, status=status, headers=headers)
+        doc = native_response(model)
+        if not body.get("stream"):
+            return web.json_response(doc)
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+        item = doc["output"][0]
+        part = item["content"][0]
+        where = {"item_id": "msg_native", "output_index": 0, "content_index": 0}
+        events = [
+            {
+                "type": "response.created",
+                "response": {**doc, "status": "in_progress", "output": []},
+            },
+            {
+                "type": "response.output_item.added",
+                "output_index": 0,
+                "item": {**item, "status": "in_progress", "content": []},
+            },
+            {"type": "response.content_part.added", **where, "part": {**part, "text": ""}},
+            {
+                "type": "response.output_text.delta",
+                **where,
+                "delta": "native answer",
+                "logprobs": [],
+            },
+            {"type": "response.output_text.done", **where, "text": "native answer", "logprobs": []},
+            {"type": "response.content_part.done", **where, "part": part},
+            {"type": "response.output_item.done", "output_index": 0, "item": item},
+            {"type": "response.completed", "response": doc},
+        ]
+        for seq, event in enumerate(events):
+            payload = json.dumps({**event, "sequence_number": seq}, separators=(",", ":"))
+            await response.write(f"event: {event['type']}\ndata: {payload}\n\n".encode())
+        return response
 
     def _disconnected(self, name: str) -> None:
         with self.state.lock:

@@ -84,3 +84,27 @@ def test_context_overflow_is_400_with_context_length(vllm_client: openai.OpenAI)
             model="tiny", messages=[{"role": "user", "content": long_text}], max_tokens=2
         )
     assert "context length" in str(info.value)
+
+
+def test_responses_by_translation_match_chat(vllm_client: openai.OpenAI) -> None:
+    chat = vllm_client.chat.completions.create(
+        model="tiny", messages=HELLO, max_tokens=8, temperature=0
+    )
+    created = vllm_client.responses.create(
+        model="tiny", input="Hello there", max_output_tokens=8, temperature=0
+    )
+    assert created.output_text == chat.choices[0].message.content
+    assert created.status == "incomplete"
+    assert created.incomplete_details is not None
+    assert created.incomplete_details.reason == "max_output_tokens"
+    assert created.usage is not None and created.usage.output_tokens == 8
+    with vllm_client.responses.stream(
+        model="tiny", input="Hello there", max_output_tokens=8, temperature=0
+    ) as stream:
+        events = list(stream)
+    # OpenAI's own terminal event for a truncated answer is response.incomplete (the SDK's
+    # get_final_response() only accepts response.completed), so read it from the event.
+    assert events[0].type == "response.created" and events[-1].type == "response.incomplete"
+    final = events[-1].response
+    assert final.output_text == created.output_text
+    assert final.usage is not None and final.usage.output_tokens == 8

@@ -1,0 +1,140 @@
+"""`POST /v1/responses`: native pass-through where the backend speaks it, else translation
+to Chat Completions and back (gateway/translate), streaming events included."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from backends.base import ChatStream, Driver
+from gateway.context import RequestContext
+from gateway.errors import GatewayError
+from gateway.relay import SSE_HEADERS, ClientGone, ModelRewriter, until_disconnect
+from gateway.request_io import json_response, read_json_body
+from gateway.sse import frame_named
+from gateway.translate import ResponsesStreamTranslator, chat_to_response, responses_to_chat
+from gateway.validation import check_responses_body
+
+log = logging.getLogger("gateway.responses")
+CLIENT_CLOSED = 499
+
+
+def _frames(events: list[dict[str, Any]]) -> bytes:
+    return b"".join(frame_named(e["type"], e) for e in events)
+
+
+async def relay_translated_stream(
+    stream: ChatStream, translator: ResponsesStreamTranslator, route_name: str
+) -> AsyncIterator[bytes]:
+    """Chat chunks in, Responses events out; always one terminal event, never a hang."""
+    try:
+        yield _frames(translator.start())
+        async for batch in stream:
+            events: list[dict[str, Any]] = []
+            for payload in batch:
+                try:
+                    chunk = orjson.loads(payload)
+                except orjson.JSONDecodeError:
+                    raise GatewayError(
+                        502,
+                        f"route '{route_name}': the upstream sent invalid JSON in its stream",
+                        code="upstream_invalid",
+                    ) from None
+                if isinstance(chunk, dict):
+                    events += translator.feed(chunk)
+            if events:
+                yield _frames(events)
+        if not getattr(stream, "saw_done", True) and translator.finish_reason is None:
+            message = (
+                f"route '{route_name}': the upstream stream ended before the answer was complete"
+            )
+            yield _frames(translator.fail(message, "upstream_truncated"))
+        else:
+            yield _frames(translator.finish())
+    except GatewayError as exc:
+        log.warning("responses stream on route %s broke: %s", route_name, exc.message)
+        yield _frames(translator.fail(exc.message, str(exc.code or "server_error")))
+    except Exception:
+        log.exception("responses stream on route %s failed inside the gateway", route_name)
+        yield _frames(translator.fail("The gateway failed while relaying the stream", "internal"))
+    finally:
+        await stream.aclose()
+
+
+async def relay_native_stream(
+    stream: ChatStream, rewrite: ModelRewriter, route_name: str
+) -> AsyncIterator[bytes]:
+    """A backend's own Responses events, passed on with only `model` rewritten."""
+    try:
+        async for batch in stream:
+            out = []
+            for event in batch:
+                head = f"event: {event.event}\n".encode() if event.event else b""
+                out.append(head + b"data: " + rewrite(event.data) + b"\n\n")
+            yield b"".join(out)
+    except GatewayError as exc:
+        log.warning("native responses stream on route %s broke: %s", route_name, exc.message)
+        error = {
+            "type": "error",
+            "code": exc.code or "server_error",
+            "message": exc.message,
+            "param": None,
+        }
+        yield frame_named("error", error)
+    finally:
+        await stream.aclose()
+
+
+async def _native(
+    request: Request, driver: Driver, body: dict[str, Any], model: str, ctx: RequestContext
+) -> Response:
+    if body.get("stream"):
+        stream = await until_disconnect(request, driver.open_responses_stream(body, ctx))
+        rewrite = ModelRewriter(driver.route.target_model, model)
+        return StreamingResponse(
+            relay_native_stream(stream, rewrite, model),
+            media_type="text/event-stream",
+            headers={**SSE_HEADERS, **ctx.response_headers},
+        )
+    answer = await until_disconnect(request, driver.responses(body, ctx))
+    answer["model"] = model
+    return json_response(answer, headers=ctx.response_headers or None)
+
+
+async def _translated(
+    request: Request, driver: Driver, body: dict[str, Any], model: str, ctx: RequestContext
+) -> Response:
+    chat_body = responses_to_chat(body, driver.dialect)
+    if body.get("stream"):
+        stream = await until_disconnect(request, driver.open_chat_stream(chat_body, ctx))
+        translator = ResponsesStreamTranslator(body, model=model)
+        return StreamingResponse(
+            relay_translated_stream(stream, translator, model),
+            media_type="text/event-stream",
+            headers={**SSE_HEADERS, **ctx.response_headers},
+        )
+    chat = await until_disconnect(request, driver.chat(chat_body, ctx))
+    return json_response(
+        chat_to_response(chat, body, model=model), headers=ctx.response_headers or None
+    )
+
+
+async def create_response(request: Request) -> Response:
+    gateway = request.app.state.gateway
+    body = await read_json_body(request, gateway.config.server.max_body_bytes)
+    model = check_responses_body(body)
+    driver = gateway.router.driver_for(model)
+    ctx = RequestContext(request_id=request.scope["state"]["request_id"], route_name=model)
+    handler = _native if driver.native_responses else _translated
+    try:
+        return await handler(request, driver, body, model, ctx)
+    except ClientGone:
+        return Response(status_code=CLIENT_CLOSED)
+    except GatewayError as exc:
+        exc.headers = {**ctx.response_headers, **exc.headers}
+        raise
