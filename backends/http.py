@@ -60,6 +60,7 @@ class Upstream:
     headers: dict[str, str]
     timeout: aiohttp.ClientTimeout
     first_byte: float | None
+    origin: str = ""  # scheme://host:port, safe for logs and metrics
 
     @classmethod
     def for_route(cls, route: RouteConfig) -> Upstream:
@@ -75,6 +76,7 @@ class Upstream:
             headers=headers,
             timeout=client_timeout(route.timeouts),
             first_byte=route.timeouts.first_byte,
+            origin=safe_origin(route.base_url),
         )
 
     def describe(self) -> str:
@@ -115,6 +117,7 @@ class UpstreamHTTP:
         self, upstream: Upstream, path: str, body: bytes, ctx: RequestContext
     ) -> aiohttp.ClientResponse:
         headers = upstream.headers
+        ctx.upstream = upstream.origin
         if ctx.request_id:
             headers = {**headers, "x-request-id": ctx.request_id}
         try:

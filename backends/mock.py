@@ -161,6 +161,7 @@ class MockDriver(Driver):
         return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
 
     async def chat(self, body: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        ctx.upstream = "mock"
         body = self.prepare_chat(body)
         plan = self._plan(body)
         await self._delay()
@@ -186,6 +187,7 @@ class MockDriver(Driver):
         }
 
     async def open_chat_stream(self, body: dict[str, Any], ctx: RequestContext) -> ChatStream:
+        ctx.upstream = "mock"
         body = self.prepare_chat(body)
         return MockStream(self, body, self._plan(body))
 

@@ -17,9 +17,13 @@ from starlette.routing import Route
 
 from backends.http import UpstreamHTTP
 from gateway import __version__, endpoints, responses_api
+from gateway.auth import Authenticator
 from gateway.config import GatewayConfig, RouteConfig, load_config
 from gateway.errors import GatewayError
-from gateway.request_io import RequestIdMiddleware, error_response
+from gateway.metrics import GatewayMetrics
+from gateway.observe import FinishHook, ObserveMiddleware
+from gateway.readiness import Readiness
+from gateway.request_io import error_response, json_response
 
 log = logging.getLogger("gateway")
 
@@ -31,8 +35,14 @@ class Gateway:
         from gateway.routing import Router
 
         self.config = config
+        self.metrics = GatewayMetrics()
+        self.auth = Authenticator(config.server, {r.name for r in config.models})
         self.http = UpstreamHTTP(config.server.upstream_max_connections)
-        self.router = Router(config, self.http)
+        self.router = Router(config, self.http, self.metrics)
+        self.readiness = Readiness()
+        self.request_log = config.server.request_log
+        # called with every finished RequestContext (recording, ...)
+        self.finish_hooks: list[FinishHook] = []
         self.started = time.time()
 
     def model_card(self, route: RouteConfig) -> dict[str, Any]:
@@ -51,6 +61,9 @@ class Gateway:
 
 async def _gateway_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, GatewayError)
+    ctx = request.scope.get("state", {}).get("ctx")
+    if ctx is not None and exc.code is not None:
+        ctx.error_code = str(exc.code)
     if exc.status >= 500:
         log.warning("%s %s -> %d %s", request.method, request.url.path, exc.status, exc.message)
     return error_response(exc)
@@ -72,6 +85,17 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
     param = ".".join(str(p) for p in first["loc"] if p != "body") or None
     return error_response(GatewayError(400, f"{param}: {first['msg']}", param=param))
+
+
+async def _metrics(request: Request) -> Response:
+    text = request.app.state.gateway.metrics.registry.render()
+    return Response(text, media_type="text/plain; version=0.0.4")
+
+
+async def _ready(request: Request) -> Response:
+    gateway = request.app.state.gateway
+    ready, routes = await gateway.readiness.report(gateway.config)
+    return json_response({"ready": ready, "routes": routes}, 200 if ready else 503)
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> Response:
@@ -111,12 +135,29 @@ def create_app(config: GatewayConfig | None = None) -> FastAPI:
             Route("/v1/models", endpoints.list_models, methods=["GET"]),
             Route("/v1/models/{model:path}", endpoints.get_model, methods=["GET"]),
             Route("/health", endpoints.health, methods=["GET"]),
+            Route("/ready", _ready, methods=["GET"]),
+            Route("/metrics", _metrics, methods=["GET"]),
         ]
     )
-    app.add_middleware(RequestIdMiddleware)
+    # Every request gets an id, a header limit, authentication and one finish.
+    app.add_middleware(ObserveMiddleware, gateway=gateway)
+    if config.server.cors_origins:  # outermost: preflights and 401s carry CORS headers
+        from starlette.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=config.server.cors_origins,
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["*"],
+            expose_headers=["x-request-id"],
+        )
     return app
 
 
 def create_app_from_env() -> FastAPI:
     """Factory for `uvicorn --factory` and multi-worker serving (config from the environment)."""
-    return create_app(load_config())
+    from gateway.observe import configure_logging
+
+    config = load_config()
+    configure_logging(config.server)
+    return create_app(config)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 
 from gateway import __version__
 from gateway.config import CONFIG_ENV, ConfigError, GatewayConfig, load_config
+from gateway.observe import configure_logging
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -34,19 +34,11 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-
-
 def serve(config: GatewayConfig, config_path: str | None) -> None:
     import uvicorn
 
     server = config.server
-    _configure_logging(server.log_level)
+    configure_logging(server)
     common = dict(
         host=server.host,
         port=server.port,
@@ -55,7 +47,8 @@ def serve(config: GatewayConfig, config_path: str | None) -> None:
         loop="uvloop",
         http="httptools",
         timeout_keep_alive=75,  # Gym keeps connections open; dropping idle ones costs retries
-        timeout_graceful_shutdown=30,
+        timeout_graceful_shutdown=server.shutdown_grace_s,
+        log_config=None,  # our handler (JSON or text) on the root logger serves uvicorn too
         server_header=False,
     )
     if server.workers > 1:

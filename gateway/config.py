@@ -39,16 +39,40 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class ApiKeyConfig(_Strict):
+    """A gateway API key clients send as `Authorization: Bearer <key>`."""
+
+    name: str = Field(min_length=1, description="shown in logs and metrics instead of the key")
+    key: SecretStr
+    routes: list[str] | None = Field(None, description="routes this key may use; null = all")
+
+    @model_validator(mode="after")
+    def _non_empty(self) -> ApiKeyConfig:
+        if len(self.key.get_secret_value()) < 8:
+            raise ValueError(f"API key '{self.name}': the key must be at least 8 characters")
+        return self
+
+
 class ServerConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     workers: int = Field(1, ge=1)
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024, description="413 above this")
+    max_header_bytes: int = Field(64 * 1024, ge=1024, description="431 above this")
     upstream_max_connections: int = Field(
         0, ge=0, description="connection pool size per worker; 0 means unlimited"
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-    access_log: bool = False
+    log_format: Literal["json", "text"] = "json"
+    request_log: bool = Field(True, description="one structured log line per request")
+    access_log: bool = Field(False, description="uvicorn's own access log (plain text)")
+    shutdown_grace_s: float = Field(
+        30.0, ge=0, description="on SIGTERM, how long in-flight requests and streams may finish"
+    )
+    api_keys: list[ApiKeyConfig] = Field(default_factory=list)
+    api_keys_file: str | None = Field(None, description="YAML list of {name, key, routes}")
+    admin_key: SecretStr | None = Field(None, description="bearer key for /admin/* endpoints")
+    cors_origins: list[str] = Field(default_factory=list, description="allowed CORS origins")
 
 
 class Timeouts(_Strict):

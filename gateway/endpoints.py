@@ -31,22 +31,24 @@ def _gateway(request: Request) -> Gateway:
     return request.app.state.gateway
 
 
-def _context(request: Request, route_name: str) -> RequestContext:
-    return RequestContext(request_id=request.scope["state"]["request_id"], route_name=route_name)
+def request_context(request: Request) -> RequestContext:
+    """The context the observability middleware opened for this request."""
+    return request.scope["state"]["ctx"]
 
 
 async def chat_completions(request: Request) -> Response:
     gateway = _gateway(request)
     body = await read_json_body(request, gateway.config.server.max_body_bytes)
     model = check_chat_body(body)
-    driver = gateway.router.driver_for(model)
-    ctx = _context(request, model)
+    ctx = request_context(request)
+    driver = gateway.router.driver_for(model, ctx)
     try:
         if body.get("stream"):
+            ctx.stream = True
             stream = await until_disconnect(request, driver.open_chat_stream(body, ctx))
             rewrite = ModelRewriter(driver.route.target_model, model)
             return StreamingResponse(
-                relay_chat_stream(stream, rewrite, model),
+                relay_chat_stream(stream, rewrite, ctx),
                 media_type="text/event-stream",
                 headers={**SSE_HEADERS, **ctx.response_headers},
             )
@@ -57,6 +59,7 @@ async def chat_completions(request: Request) -> Response:
         exc.headers = {**ctx.response_headers, **exc.headers}
         raise
     answer["model"] = model
+    ctx.note_usage(answer.get("usage"))
     return json_response(answer, headers=ctx.response_headers or None)
 
 

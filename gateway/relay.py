@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable
 from typing import TypeVar
 
@@ -11,6 +12,7 @@ import orjson
 from starlette.requests import Request
 
 from backends.base import ChatStream
+from gateway.context import RequestContext
 from gateway.errors import GatewayError
 from gateway.sse import DONE_FRAME, frame_data, frame_json
 
@@ -90,35 +92,54 @@ def _has_finish_reason(payloads: list[bytes]) -> bool:
     return False
 
 
+def _note_stream_usage(batch: list[bytes], ctx: RequestContext) -> None:
+    # Only the usage chunk carries an object there; a byte search keeps other chunks unparsed.
+    for payload in batch:
+        if b'"usage":{' in payload or b'"usage": {' in payload:
+            try:
+                doc = orjson.loads(payload)
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(doc, dict):
+                ctx.note_usage(doc.get("usage"))
+
+
 async def relay_chat_stream(
-    stream: ChatStream, rewrite: ModelRewriter, route_name: str
+    stream: ChatStream, rewrite: ModelRewriter, ctx: RequestContext
 ) -> AsyncIterator[bytes]:
     """Chat chunks to the client as they arrive; always ends with `data: [DONE]`.
 
     A broken or truncated upstream stream ends with an OpenAI-shaped error chunk first (the
     openai SDK raises on a chunk with an `error` key), never with a hang.
     """
+    route_name = ctx.route_name
     last: list[bytes] = []
     try:
         async for batch in stream:
+            if ctx.first_token is None:
+                ctx.first_token = time.perf_counter()
             last = batch
             if len(batch) == 1:
                 yield frame_data(rewrite(batch[0]))
             else:
                 yield b"".join(frame_data(rewrite(p)) for p in batch)
+        _note_stream_usage(last, ctx)
         if not getattr(stream, "saw_done", True) and not _has_finish_reason(last):
             error = GatewayError(
                 502,
                 f"route '{route_name}': the upstream stream ended before the answer was complete",
                 code="upstream_truncated",
             )
+            ctx.error_code = "upstream_truncated"
             yield frame_json(error.body())
         yield DONE_FRAME
     except GatewayError as exc:
         log.warning("stream on route %s broke: %s", route_name, exc.message)
+        ctx.error_code = str(exc.code or exc.status)
         yield frame_json(exc.body()) + DONE_FRAME
     except Exception:
         log.exception("stream on route %s failed inside the gateway", route_name)
+        ctx.error_code = "internal"
         internal = GatewayError(
             500, "The gateway failed while relaying the stream", code="internal"
         )

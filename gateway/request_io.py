@@ -1,58 +1,14 @@
-"""The edges of a request: request ids, bounded body reading, JSON answers."""
+"""The edges of a request: bounded body reading, JSON answers."""
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.errors import GatewayError, InvalidRequest
-
-REQUEST_ID_HEADER = b"x-request-id"
-_MAX_ID_LEN = 200
-
-
-def new_request_id() -> str:
-    return "req_" + os.urandom(12).hex()
-
-
-def _acceptable_id(raw: bytes) -> bool:
-    return 0 < len(raw) <= _MAX_ID_LEN and all(33 <= b < 127 for b in raw)
-
-
-class RequestIdMiddleware:
-    """Every answer carries `x-request-id`: the client's (if sane) or a new one.
-
-    Pure ASGI (no BaseHTTPMiddleware) so streams are not buffered and the cost stays tiny.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        request_id = None
-        for name, value in scope["headers"]:
-            if name == REQUEST_ID_HEADER and _acceptable_id(value):
-                request_id = value.decode()
-                break
-        if request_id is None:
-            request_id = new_request_id()
-        scope.setdefault("state", {})["request_id"] = request_id
-        id_header = (REQUEST_ID_HEADER, request_id.encode())
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), id_header]
-            await send(message)
-
-        await self.app(scope, receive, send_with_id)
 
 
 async def read_json_body(request: Request, limit: int) -> dict[str, Any]:

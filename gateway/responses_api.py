@@ -4,6 +4,7 @@ to Chat Completions and back (gateway/translate), streaming events included."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -29,12 +30,15 @@ def _frames(events: list[dict[str, Any]]) -> bytes:
 
 
 async def relay_translated_stream(
-    stream: ChatStream, translator: ResponsesStreamTranslator, route_name: str
+    stream: ChatStream, translator: ResponsesStreamTranslator, ctx: RequestContext
 ) -> AsyncIterator[bytes]:
     """Chat chunks in, Responses events out; always one terminal event, never a hang."""
+    route_name = ctx.route_name
     try:
         yield _frames(translator.start())
         async for batch in stream:
+            if ctx.first_token is None:
+                ctx.first_token = time.perf_counter()
             events: list[dict[str, Any]] = []
             for payload in batch:
                 try:
@@ -46,6 +50,8 @@ async def relay_translated_stream(
                         code="upstream_invalid",
                     ) from None
                 if isinstance(chunk, dict):
+                    if chunk.get("usage"):
+                        ctx.note_usage(chunk["usage"])
                     events += translator.feed(chunk)
             if events:
                 yield _frames(events)
@@ -58,20 +64,25 @@ async def relay_translated_stream(
             yield _frames(translator.finish())
     except GatewayError as exc:
         log.warning("responses stream on route %s broke: %s", route_name, exc.message)
+        ctx.error_code = str(exc.code or "server_error")
         yield _frames(translator.fail(exc.message, str(exc.code or "server_error")))
     except Exception:
         log.exception("responses stream on route %s failed inside the gateway", route_name)
+        ctx.error_code = "internal"
         yield _frames(translator.fail("The gateway failed while relaying the stream", "internal"))
     finally:
         await stream.aclose()
 
 
 async def relay_native_stream(
-    stream: ChatStream, rewrite: ModelRewriter, route_name: str
+    stream: ChatStream, rewrite: ModelRewriter, ctx: RequestContext
 ) -> AsyncIterator[bytes]:
     """A backend's own Responses events, passed on with only `model` rewritten."""
+    route_name = ctx.route_name
     try:
         async for batch in stream:
+            if ctx.first_token is None:
+                ctx.first_token = time.perf_counter()
             out = []
             for event in batch:
                 head = f"event: {event.event}\n".encode() if event.event else b""
@@ -79,6 +90,7 @@ async def relay_native_stream(
             yield b"".join(out)
     except GatewayError as exc:
         log.warning("native responses stream on route %s broke: %s", route_name, exc.message)
+        ctx.error_code = str(exc.code or "server_error")
         error = {
             "type": "error",
             "code": exc.code or "server_error",
@@ -97,12 +109,13 @@ async def _native(
         stream = await until_disconnect(request, driver.open_responses_stream(body, ctx))
         rewrite = ModelRewriter(driver.route.target_model, model)
         return StreamingResponse(
-            relay_native_stream(stream, rewrite, model),
+            relay_native_stream(stream, rewrite, ctx),
             media_type="text/event-stream",
             headers={**SSE_HEADERS, **ctx.response_headers},
         )
     answer = await until_disconnect(request, driver.responses(body, ctx))
     answer["model"] = model
+    ctx.note_usage(answer.get("usage"))
     return json_response(answer, headers=ctx.response_headers or None)
 
 
@@ -114,11 +127,12 @@ async def _translated(
         stream = await until_disconnect(request, driver.open_chat_stream(chat_body, ctx))
         translator = ResponsesStreamTranslator(body, model=model)
         return StreamingResponse(
-            relay_translated_stream(stream, translator, model),
+            relay_translated_stream(stream, translator, ctx),
             media_type="text/event-stream",
             headers={**SSE_HEADERS, **ctx.response_headers},
         )
     chat = await until_disconnect(request, driver.chat(chat_body, ctx))
+    ctx.note_usage(chat.get("usage"))
     return json_response(
         chat_to_response(chat, body, model=model), headers=ctx.response_headers or None
     )
@@ -128,8 +142,9 @@ async def create_response(request: Request) -> Response:
     gateway = request.app.state.gateway
     body = await read_json_body(request, gateway.config.server.max_body_bytes)
     model = check_responses_body(body)
-    driver = gateway.router.driver_for(model)
-    ctx = RequestContext(request_id=request.scope["state"]["request_id"], route_name=model)
+    ctx: RequestContext = request.scope["state"]["ctx"]
+    driver = gateway.router.driver_for(model, ctx)
+    ctx.stream = bool(body.get("stream"))
     handler = _native if driver.native_responses else _translated
     try:
         return await handler(request, driver, body, model, ctx)

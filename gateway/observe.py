@@ -1,0 +1,211 @@
+"""The edge of every HTTP request: request id, header limit, authentication, and one finish
+point that updates metrics, writes the structured request log and feeds the recorder.
+
+A pure ASGI middleware (no BaseHTTPMiddleware): streams are not buffered, the cost is one
+send wrapper per request, and a request that ends by disconnect or crash is still finished.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.config import ServerConfig
+from gateway.context import RequestContext
+from gateway.errors import GatewayError
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
+
+REQUEST_ID_HEADER = b"x-request-id"
+_MAX_ID_LEN = 200
+access_log = logging.getLogger("gateway.access")
+
+
+def new_request_id() -> str:
+    return "req_" + os.urandom(12).hex()
+
+
+def _acceptable_id(raw: bytes) -> bool:
+    return 0 < len(raw) <= _MAX_ID_LEN and all(33 <= b < 127 for b in raw)
+
+
+async def _send_error(send: Send, exc: GatewayError, request_id: str) -> None:
+    body = orjson.dumps(exc.body())
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (REQUEST_ID_HEADER, request_id.encode()),
+    ]
+    headers += [(k.encode(), v.encode()) for k, v in exc.headers.items()]
+    await send({"type": "http.response.start", "status": exc.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class ObserveMiddleware:
+    def __init__(self, app: ASGIApp, gateway: Gateway) -> None:
+        self.app = app
+        self.gateway = gateway
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        gateway = self.gateway
+        request_id = None
+        header_bytes = 0
+        authorization = None
+        for name, value in scope["headers"]:
+            header_bytes += len(name) + len(value)
+            if name == REQUEST_ID_HEADER and _acceptable_id(value):
+                request_id = value.decode()
+            elif name == b"authorization":
+                authorization = value
+        if request_id is None:
+            request_id = new_request_id()
+        ctx = RequestContext(request_id=request_id, endpoint=scope["path"])
+        ctx.started = time.perf_counter()
+        scope.setdefault("state", {})["ctx"] = ctx
+        scope["state"]["request_id"] = request_id
+
+        limit = gateway.config.server.max_header_bytes
+        try:
+            if header_bytes > limit:
+                raise GatewayError(
+                    431, f"Request headers total {header_bytes} bytes; the limit is {limit}",
+                    code="headers_too_large",
+                )  # fmt: skip
+            gateway.auth.authenticate(scope, authorization, ctx)
+        except GatewayError as exc:
+            ctx.status, ctx.error_code = exc.status, str(exc.code) if exc.code else None
+            await _send_error(send, exc, request_id)
+            self.finish(ctx, scope)
+            return
+
+        id_header = (REQUEST_ID_HEADER, request_id.encode())
+
+        async def send_observed(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                ctx.status = message["status"]
+                message["headers"] = [*message.get("headers", []), id_header]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_observed)
+        except BaseException:
+            if not ctx.status:
+                ctx.status = 500
+            raise
+        finally:
+            self.finish(ctx, scope)
+
+    def finish(self, ctx: RequestContext, scope: Scope) -> None:
+        """Once per request, whatever way it ended."""
+        now = time.perf_counter()
+        route = ctx.route_name or "-"
+        metrics = self.gateway.metrics
+        status = ctx.status or 499  # no answer started: the client went away first
+        metrics.requests.inc((route, ctx.endpoint, str(status)))
+        metrics.latency.observe((route, ctx.endpoint), now - ctx.started)
+        if ctx.route_name:
+            metrics.in_flight.inc((route,), -1)
+            if ctx.upstream:
+                metrics.upstream_requests.inc((route, ctx.upstream))
+            if ctx.retries:
+                metrics.retries.inc((route, ctx.upstream or "-"), ctx.retries)
+        if status >= 400:
+            metrics.errors.inc((route, ctx.error_code or str(status)))
+        if ctx.first_token is not None:
+            metrics.ttft.observe((route,), ctx.first_token - ctx.started)
+        if ctx.prompt_tokens:
+            metrics.tokens.inc((route, "in"), ctx.prompt_tokens)
+        if ctx.completion_tokens:
+            metrics.tokens.inc((route, "out"), ctx.completion_tokens)
+        if self.gateway.request_log and access_log.isEnabledFor(logging.INFO):
+            access_log.info("request", extra={"fields": request_fields(ctx, scope, now)})
+        for hook in self.gateway.finish_hooks:
+            hook(ctx)
+
+
+def request_fields(ctx: RequestContext, scope: Scope, now: float) -> dict[str, Any]:
+    """The structured request log line: never bodies, never keys."""
+    fields: dict[str, Any] = {
+        "request_id": ctx.request_id,
+        "method": scope.get("method"),
+        "path": ctx.endpoint,
+        "route": ctx.route_name or None,
+        "upstream": ctx.upstream or None,
+        "status": ctx.status or 499,
+        "latency_ms": round((now - ctx.started) * 1000, 3),
+        "stream": ctx.stream,
+    }
+    if ctx.first_token is not None:
+        fields["ttft_ms"] = round((ctx.first_token - ctx.started) * 1000, 3)
+    if ctx.prompt_tokens is not None:
+        fields["prompt_tokens"] = ctx.prompt_tokens
+    if ctx.completion_tokens is not None:
+        fields["completion_tokens"] = ctx.completion_tokens
+    if ctx.retries:
+        fields["retries"] = ctx.retries
+    if ctx.error_code:
+        fields["error_code"] = ctx.error_code
+    if ctx.key_name:
+        fields["key"] = ctx.key_name
+    return fields
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message and any structured fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, Any] = {
+            "ts": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        fields = getattr(record, "fields", None)
+        if fields:
+            doc.update(fields)
+        if record.exc_info:
+            doc["exc"] = self.formatException(record.exc_info)
+        return orjson.dumps(doc).decode()
+
+
+FinishHook = Callable[[RequestContext], None]
+
+
+def configure_logging(server: ServerConfig) -> None:
+    """One handler on the root logger (uvicorn's loggers propagate to it), JSON by default."""
+    handler = logging.StreamHandler(sys.stderr)
+    if server.log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(server.log_level.upper())
+    if server.log_format == "text":
+        # the structured request line needs its fields in text form too
+        access_log.handlers[:] = [_text_access_handler()]
+        access_log.propagate = False
+
+
+def _text_access_handler() -> logging.Handler:
+    handler = logging.StreamHandler(sys.stderr)
+
+    class _Fields(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            fields = getattr(record, "fields", {}) or {}
+            pairs = " ".join(f"{k}={v}" for k, v in fields.items())
+            return f"{self.formatTime(record)} {record.levelname} {record.name}: {pairs}"
+
+    handler.setFormatter(_Fields())
+    return handler
