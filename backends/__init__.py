@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -9,13 +10,55 @@ if TYPE_CHECKING:
     from backends.http import UpstreamHTTP
     from gateway.config import RouteConfig
 
+# backend name -> (module, driver class); imported only when a route uses it, so start-up
+# stays fast and optional dependencies (litellm) are never imported by the core.
+DRIVERS = {
+    "vllm": ("backends.vllm", "VLLMDriver"),
+    "sglang": ("backends.sglang", "SGLangDriver"),
+    "tgi": ("backends.tgi", "TGIDriver"),
+    "openai": ("backends.openai", "OpenAIDriver"),
+    "gemini": ("backends.gemini", "GeminiDriver"),
+    "litellm": ("backends.litellm_driver", "LiteLLMDriver"),
+}
+
+
+def driver_class(backend: str) -> type:
+    module, name = DRIVERS[backend]
+    return getattr(importlib.import_module(module), name)
+
 
 def make_driver(route: RouteConfig, http: UpstreamHTTP) -> Driver:
-    """The driver for a route's backend family (imported lazily: start-up stays fast)."""
+    """The driver for a route's backend family."""
     if route.backend == "mock":
         from backends.mock import MockDriver
 
         return MockDriver(route)
-    from backends.openai_compat import OpenAICompatDriver
+    if route.backend not in DRIVERS:  # a family without quirks of its own
+        from backends.openai_compat import OpenAICompatDriver
 
-    return OpenAICompatDriver(route, http)
+        return OpenAICompatDriver(route, http)
+    return driver_class(route.backend)(route, http)
+
+
+def check_route(route: RouteConfig) -> None:
+    """Config-time checks of a route against its driver (raises ValueError with the reason):
+    `defaults` and `overrides` the family's table refuses, and a missing litellm extra."""
+    if route.backend == "litellm":
+        from backends.litellm_driver import import_litellm
+        from gateway.config import ConfigError
+
+        try:
+            import_litellm(route.name)
+        except ConfigError as exc:
+            raise ValueError(str(exc).split(": ", 1)[-1]) from None
+        return
+    if route.backend not in DRIVERS or getattr(route, "unsupported_params", "error") == "drop":
+        return
+    from gateway.errors import UnsupportedParameter
+
+    table = driver_class(route.backend).params
+    for field in ("defaults", "overrides"):
+        try:
+            table.apply(dict(getattr(route, field)), drop=False, route=route.name)
+        except UnsupportedParameter as exc:
+            raise ValueError(f"{field}.{exc.param}: {exc.message}") from None

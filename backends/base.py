@@ -66,5 +66,30 @@ class Driver(ABC):
         """A streaming native Responses call; the stream yields SSEEvent batches."""
         raise GatewayError(500, f"route '{self.route.name}' has no native Responses endpoint")
 
+    # Engine endpoints (gateway/engine_endpoints.py); families that serve them override these.
+    def unsupported_endpoint(self, path: str) -> GatewayError:
+        return GatewayError(
+            400,
+            f"Route '{self.route.name}' (backend {self.route.backend}) does not serve {path}; "
+            "see docs/backends.md for the endpoints each backend forwards.",
+            param="model",
+            code="unsupported_endpoint",
+        )
+
+    async def completions(self, body: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        """A non-streaming legacy Completions call (`prompt` in, `text` out)."""
+        raise self.unsupported_endpoint("/v1/completions")
+
+    async def open_completions_stream(
+        self, body: dict[str, Any], ctx: RequestContext
+    ) -> ChatStream:
+        raise self.unsupported_endpoint("/v1/completions")
+
+    async def engine_call(
+        self, path: str, body: dict[str, Any], ctx: RequestContext
+    ) -> dict[str, Any]:
+        """POST to the engine's server root (`/tokenize`, `/detokenize`)."""
+        raise self.unsupported_endpoint(path)
+
     async def aclose(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release what the driver holds (the shared HTTP client is closed by its owner)."""

@@ -1,43 +1,43 @@
-"""The one shared upstream HTTP client: pooling, timeouts, streaming, cancellation, errors.
+"""The one shared upstream HTTP client: pools, retries, timeouts, streaming, cancellation.
 
 aiohttp, not httpx: on this project's hot path (one core, 32 concurrent, fast upstream) a
 proxy built on aiohttp served 5,200 req/s, on httpx 270 req/s and on httpx over an aiohttp
-transport 2,300 req/s (see bench/README.md). Drivers never touch aiohttp directly.
+transport 2,300 req/s (see bench/). Drivers never touch aiohttp directly.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
 
 from backends.base import ChatStream
+from backends.control import ControlPlane
+from backends.pool import Pool, Replica, safe_origin
+from backends.retry import backoff_delay, retry_after_seconds
 from backends.upstream_errors import normalize_upstream_error
 from gateway.config import RouteConfig, Timeouts
 from gateway.context import RequestContext
 from gateway.errors import GatewayError
+from gateway.policies import RetryPolicy
 from gateway.sse import DONE, iter_sse
+
+log = logging.getLogger("gateway.upstream")
 
 # Upstream answer headers worth passing on to the client.
 PASSED_HEADERS = ("retry-after", "retry-after-ms", "x-should-retry")
 PASSED_PREFIXES = ("x-ratelimit-",)
+__all__ = ["StreamBroken", "Upstream", "UpstreamHTTP", "safe_origin"]
 
 
 class StreamBroken(GatewayError):
     """The upstream failed after the stream had started: end it with an error event."""
-
-
-def safe_origin(url: str) -> str:
-    """scheme://host:port of a URL, without credentials or path (safe for messages)."""
-    parts = urlsplit(url)
-    host = parts.hostname or "?"
-    return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
 
 
 def client_timeout(t: Timeouts) -> aiohttp.ClientTimeout:
@@ -51,16 +51,23 @@ def pass_on_headers(headers: Mapping[str, str], ctx: RequestContext) -> None:
             ctx.response_headers[lower] = value
 
 
+def _aborted() -> GatewayError:
+    return GatewayError(
+        503, "The request was aborted for a weight update (pause mode 'abort'); resend it",
+        code="aborted_for_refit", headers={"retry-after": "1"},
+    )  # fmt: skip
+
+
 @dataclass(slots=True)
 class Upstream:
-    """Where and how one route reaches its backend; computed once per route."""
+    """How one route reaches its backend (headers, timeouts, its pool); built once."""
 
     route_name: str
-    base_url: str
     headers: dict[str, str]
     timeout: aiohttp.ClientTimeout
     first_byte: float | None
-    origin: str = ""  # scheme://host:port, safe for logs and metrics
+    pool: Pool
+    retries: RetryPolicy
 
     @classmethod
     def for_route(cls, route: RouteConfig) -> Upstream:
@@ -69,26 +76,35 @@ class Upstream:
         key = route.api_key.get_secret_value() if route.api_key else ""
         if key:
             headers["authorization"] = f"Bearer {key}"
-        assert route.base_url is not None
+        urls = route.base_urls or ([route.base_url] if route.base_url else [])
         return cls(
             route_name=route.name,
-            base_url=route.base_url,
             headers=headers,
             timeout=client_timeout(route.timeouts),
             first_byte=route.timeouts.first_byte,
-            origin=safe_origin(route.base_url),
+            pool=Pool.from_urls(route.name, urls, route),
+            retries=route.retries,
         )
 
-    def describe(self) -> str:
-        return f"route '{self.route_name}': upstream {safe_origin(self.base_url)}"
+    @property
+    def base_url(self) -> str:
+        return self.pool.replicas[0].base_url
+
+    def describe(self, replica: Replica | None = None) -> str:
+        origin = (replica or self.pool.replicas[0]).origin
+        return f"route '{self.route_name}': upstream {origin}"
 
 
 class UpstreamHTTP:
-    """Owns the aiohttp session (one per worker process) and the transport-level error map."""
+    """Owns the aiohttp session (one per worker process), the pools and the control plane."""
 
-    def __init__(self, max_connections: int = 0) -> None:
+    def __init__(self, max_connections: int = 0, control: ControlPlane | None = None) -> None:
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
+        self.control = control or ControlPlane()
+
+    def upstream_for(self, route: RouteConfig) -> Upstream:
+        return Upstream.for_route(route)
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -113,16 +129,17 @@ class UpstreamHTTP:
             await self._session.close()
             self._session = None
 
-    async def _send(
-        self, upstream: Upstream, path: str, body: bytes, ctx: RequestContext
+    # -- one attempt -----------------------------------------------------------------------
+    async def _post(
+        self, upstream: Upstream, replica: Replica, path: str, body: bytes, ctx: RequestContext
     ) -> aiohttp.ClientResponse:
         headers = upstream.headers
-        ctx.upstream = upstream.origin
         if ctx.request_id:
             headers = {**headers, "x-request-id": ctx.request_id}
+        where = upstream.describe(replica)
         try:
             send = self.session.post(
-                upstream.base_url + path, data=body, headers=headers, timeout=upstream.timeout
+                replica.base_url + path, data=body, headers=headers, timeout=upstream.timeout
             )
             if upstream.first_byte is None:
                 return await send
@@ -130,51 +147,131 @@ class UpstreamHTTP:
                 return await send
         except (TimeoutError, aiohttp.ServerTimeoutError):
             raise GatewayError(
-                504, f"{upstream.describe()} sent no answer in time", code="upstream_timeout"
+                504, f"{where} sent no answer in time", code="upstream_timeout"
             ) from None
         except aiohttp.ClientConnectorError as exc:
             reason = exc.os_error.strerror or type(exc.os_error).__name__
             raise GatewayError(
-                502, f"{upstream.describe()} is unreachable ({reason})", code="upstream_unreachable"
+                502, f"{where} is unreachable ({reason})", code="upstream_unreachable"
             ) from None
         except aiohttp.ClientError as exc:
             raise GatewayError(
-                502,
-                f"{upstream.describe()} failed before answering ({type(exc).__name__})",
+                502, f"{where} failed before answering ({type(exc).__name__})",
                 code="upstream_error",
-            ) from None
+            ) from None  # fmt: skip
 
+    # -- attempts with retries, replica choice and health ------------------------------------
+    async def _send(
+        self, upstream: Upstream, path: str, body: dict[str, Any], ctx: RequestContext
+    ) -> tuple[aiohttp.ClientResponse, Replica]:
+        """Send to a replica, retrying (with backoff, on another replica when there is one)
+        while nothing has reached the client. Returns the response and the replica, whose
+        in_flight count the caller must release."""
+        pool, policy = upstream.pool, upstream.retries
+        raw = orjson.dumps(body)
+        tried: set[int] = set()
+        attempt = 0
+        while True:
+            replica = pool.pick(body, ctx, tried)
+            replica.in_flight += 1
+            replica.served += 1
+            ctx.upstream = replica.origin
+            try:
+                response = await self._abortable_post(upstream, replica, path, raw, ctx)
+            except GatewayError as exc:
+                replica.in_flight -= 1
+                if exc.code == "aborted_for_refit":
+                    raise
+                pool.record_failure(replica, str(exc.code))
+                if attempt >= policy.attempts:
+                    raise
+                delay = backoff_delay(policy, attempt)
+                reason = str(exc.code)
+            else:
+                status = response.status
+                if status < 500:
+                    pool.record_success(replica)
+                else:
+                    pool.record_failure(replica, f"HTTP {status}")
+                if status not in policy.on_status or attempt >= policy.attempts:
+                    return response, replica
+                delay = retry_after_seconds(response.headers)
+                if delay is None:
+                    delay = backoff_delay(policy, attempt)
+                elif delay > policy.max_retry_after_s:
+                    return response, replica  # too long to hold the client: pass it on
+                response.release()
+                replica.in_flight -= 1
+                reason = f"HTTP {status}"
+            attempt += 1
+            ctx.retries += 1
+            tried.add(id(replica))
+            log.info(
+                "route %s: %s from %s; retry %d in %.2fs",
+                upstream.route_name, reason, replica.origin, attempt, delay,
+            )  # fmt: skip
+            await asyncio.sleep(delay)
+
+    async def _abortable_post(
+        self, upstream: Upstream, replica: Replica, path: str, raw: bytes, ctx: RequestContext
+    ) -> aiohttp.ClientResponse:
+        task = asyncio.current_task()
+        assert task is not None
+        try:
+            with self.control.abortable(task.cancel):
+                return await self._post(upstream, replica, path, raw, ctx)
+        except asyncio.CancelledError:
+            if self.control.aborting and task.uncancel() == 0:
+                raise _aborted() from None
+            raise
+
+    # -- the two shapes of answer ------------------------------------------------------------
     async def post_json(
         self, upstream: Upstream, path: str, body: dict[str, Any], ctx: RequestContext
     ) -> dict[str, Any]:
         """POST a JSON body; return the parsed 2xx answer or raise a normalized GatewayError."""
-        response = await self._send(upstream, path, orjson.dumps(body), ctx)
+        await upstream.pool.admit()
         try:
-            raw = await response.read()
-        except (TimeoutError, aiohttp.ServerTimeoutError):
-            raise GatewayError(
-                504, f"{upstream.describe()} stopped answering", code="upstream_timeout"
-            ) from None
-        except aiohttp.ClientError as exc:
-            raise GatewayError(
-                502,
-                f"{upstream.describe()} broke off its answer ({type(exc).__name__})",
-                code="upstream_error",
-            ) from None
+            response, replica = await self._send(upstream, path, body, ctx)
+            try:
+                raw = await self._read(response, upstream, replica)
+            finally:
+                replica.in_flight -= 1
         finally:
-            response.release()
+            upstream.pool.release()
         pass_on_headers(response.headers, ctx)
+        where = upstream.describe(replica)
         if response.status >= 400:
-            raise normalize_upstream_error(upstream.describe(), response.status, raw, response)
+            raise normalize_upstream_error(where, response.status, raw, response)
         try:
             answer = orjson.loads(raw)
         except orjson.JSONDecodeError:
             answer = None
         if not isinstance(answer, dict):
-            raise GatewayError(
-                502, f"{upstream.describe()} answered with invalid JSON", code="upstream_invalid"
-            )
+            raise GatewayError(502, f"{where} answered with invalid JSON", code="upstream_invalid")
         return answer
+
+    async def _read(
+        self, response: aiohttp.ClientResponse, upstream: Upstream, replica: Replica
+    ) -> bytes:
+        task = asyncio.current_task()
+        assert task is not None
+        where = upstream.describe(replica)
+        try:
+            with self.control.abortable(task.cancel):
+                return await response.read()
+        except asyncio.CancelledError:
+            if self.control.aborting and task.uncancel() == 0:
+                raise _aborted() from None
+            raise
+        except (TimeoutError, aiohttp.ServerTimeoutError):
+            raise GatewayError(504, f"{where} stopped answering", code="upstream_timeout") from None
+        except aiohttp.ClientError as exc:
+            raise GatewayError(
+                502, f"{where} broke off its answer ({type(exc).__name__})", code="upstream_error"
+            ) from None
+        finally:
+            response.release()
 
     async def open_stream(
         self,
@@ -184,17 +281,41 @@ class UpstreamHTTP:
         ctx: RequestContext,
         named_events: bool = False,
     ) -> ChatStream:
-        response = await self._send(upstream, path, orjson.dumps(body), ctx)
+        await upstream.pool.admit()
+        try:
+            response, replica = await self._send(upstream, path, body, ctx)
+        except BaseException:
+            upstream.pool.release()
+            raise
         pass_on_headers(response.headers, ctx)
         if response.status >= 400:
             try:
-                raw = await response.read()
-            except aiohttp.ClientError:
+                raw = await self._read(response, upstream, replica)
+            except GatewayError:
                 raw = b""
             finally:
-                response.release()
-            raise normalize_upstream_error(upstream.describe(), response.status, raw, response)
-        return UpstreamSSE(response, upstream, named_events)
+                replica.in_flight -= 1
+                upstream.pool.release()
+            where = upstream.describe(replica)
+            raise normalize_upstream_error(where, response.status, raw, response)
+        return UpstreamSSE(response, upstream, replica, self.control, named_events)
+
+    async def get_status(self, url: str, timeout: float = 2.0) -> int | None:
+        """GET a URL (health checks); None when unreachable."""
+        try:
+            async with self.session.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as r:
+                await r.read()
+                return r.status
+        except (aiohttp.ClientError, TimeoutError):
+            return None
+
+    async def post_status(self, url: str, timeout: float = 30.0) -> tuple[int | None, str]:
+        """POST with no body (engine admin endpoints); (status, short text)."""
+        try:
+            async with self.session.post(url, timeout=aiohttp.ClientTimeout(total=timeout)) as r:
+                return r.status, (await r.text())[:200]
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return None, type(exc).__name__
 
 
 class UpstreamSSE(ChatStream):
@@ -202,31 +323,46 @@ class UpstreamSSE(ChatStream):
     which makes vLLM and SGLang abort the request and free its slot."""
 
     def __init__(
-        self, response: aiohttp.ClientResponse, upstream: Upstream, named_events: bool = False
+        self,
+        response: aiohttp.ClientResponse,
+        upstream: Upstream,
+        replica: Replica,
+        control: ControlPlane,
+        named_events: bool = False,
     ) -> None:
         self._response = response
         self._upstream = upstream
+        self._replica = replica
+        self._control = control
         # Responses API streams: yield SSEEvent objects (their `event:` names matter).
         self._named_events = named_events
         self._finished = False
+        self._released = False
+        self._aborted = False
         self.saw_done = False
 
+    def _abort(self) -> None:
+        self._aborted = True
+        with contextlib.suppress(Exception):
+            self._response.close()
+
     async def _events(self) -> AsyncIterator[list[Any]]:
-        describe = self._upstream.describe()
+        describe = self._upstream.describe(self._replica)
         named = self._named_events
         try:
-            async for batch in iter_sse(self._response.content.iter_any()):
-                payloads: list[Any] = []
-                for event in batch:
-                    if event.data == DONE:
-                        self._finished = True
-                        break
-                    payloads.append(event if named else event.data)
-                if payloads:
-                    yield payloads
-                if self._finished:
-                    self.saw_done = True
-                    return
+            with self._control.abortable(self._abort):
+                async for batch in iter_sse(self._response.content.iter_any()):
+                    payloads: list[Any] = []
+                    for event in batch:
+                        if event.data == DONE:
+                            self._finished = True
+                            break
+                        payloads.append(event if named else event.data)
+                    if payloads:
+                        yield payloads
+                    if self._finished:
+                        self.saw_done = True
+                        return
             # EOF without [DONE]: the HTTP body ended cleanly (transformers serve never sends
             # [DONE]); the caller judges from the chunks whether the answer was complete.
             self._finished = True
@@ -235,11 +371,13 @@ class UpstreamSSE(ChatStream):
                 504, f"{describe} stalled mid-stream (idle timeout)", code="upstream_timeout"
             ) from None
         except aiohttp.ClientError as exc:
+            if self._aborted:
+                error = _aborted()
+                raise StreamBroken(error.status, error.message, code=error.code) from None
             raise StreamBroken(
-                502,
-                f"{describe} broke off the stream ({type(exc).__name__})",
+                502, f"{describe} broke off the stream ({type(exc).__name__})",
                 code="upstream_error",
-            ) from None
+            ) from None  # fmt: skip
         finally:
             await self.aclose()
 
@@ -247,6 +385,11 @@ class UpstreamSSE(ChatStream):
         return self._events()
 
     async def aclose(self) -> None:
+        if self._released:
+            return
+        self._released = True
+        self._replica.in_flight -= 1
+        self._upstream.pool.release()
         if self._finished:
             self._response.release()
         else:

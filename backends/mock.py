@@ -18,8 +18,10 @@ from typing import Any
 import orjson
 
 from backends.base import ChatStream, Driver
+from gateway.config import RouteConfig
 from gateway.context import RequestContext
-from gateway.errors import InvalidRequest
+from gateway.errors import GatewayError, InvalidRequest
+from gateway.fidelity import ParamTable, apply_table, table_from_config
 
 _WORD = re.compile(r"\s*\S+")
 
@@ -103,6 +105,22 @@ def _forced_tool(body: dict[str, Any]) -> dict[str, Any] | None:
 
 
 class MockDriver(Driver):
+    def __init__(self, route: RouteConfig) -> None:
+        super().__init__(route)
+        # `mock.params` lets a route play a provider that drops or clamps parameters.
+        self.param_table: ParamTable = table_from_config(route.mock.params)
+        self._served = 0
+
+    def prepare_chat(self, body: dict[str, Any]) -> dict[str, Any]:
+        self._served += 1
+        every = self.route.mock.fail_every
+        if every and self._served % every == 0:
+            raise GatewayError(
+                503, f"mock route '{self.route.name}': simulated failure (fail_every={every})",
+                code="mock_failure",
+            )  # fmt: skip
+        return apply_table(self.param_table, super().prepare_chat(body))
+
     async def _delay(self) -> None:
         if self.route.mock.latency_ms:
             await asyncio.sleep(self.route.mock.latency_ms / 1000)
@@ -190,6 +208,24 @@ class MockDriver(Driver):
         ctx.upstream = "mock"
         body = self.prepare_chat(body)
         return MockStream(self, body, self._plan(body))
+
+    async def completions(self, body: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        from backends import mock_completions
+
+        ctx.upstream = "mock"
+        body = self.prepare_chat(body)
+        plan = mock_completions.plan(self, body)
+        await self._delay()
+        return mock_completions.answer(body, plan)
+
+    async def open_completions_stream(
+        self, body: dict[str, Any], ctx: RequestContext
+    ) -> ChatStream:
+        from backends import mock_completions
+
+        ctx.upstream = "mock"
+        body = self.prepare_chat(body)
+        return mock_completions.CompletionStream(self, body, mock_completions.plan(self, body))
 
 
 class MockStream(ChatStream):

@@ -63,6 +63,11 @@ def build_stream(chunks: int) -> list[bytes]:
     return parts
 
 
+STREAM_HEAD = (
+    b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+)
+
+
 def _http_chunk(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
 
@@ -73,7 +78,10 @@ class UpstreamProtocol(asyncio.Protocol):
         self.delay = delay
         self.buf = b""
         self.transport: asyncio.Transport | None = None
-        self.tasks: set[asyncio.Task[None]] = set()
+        # the whole fast stream, built once
+        self.fast_stream = (
+            STREAM_HEAD + b"".join(_http_chunk(p) for p in stream_parts) + b"0\r\n\r\n"
+        )
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -105,17 +113,10 @@ class UpstreamProtocol(asyncio.Protocol):
         elif path.endswith(b"/chat/completions"):
             if b'"stream":true' in body.replace(b" ", b""):
                 if self.delay:
-                    task = asyncio.ensure_future(self.slow_stream())
-                    self.tasks.add(task)
-                    task.add_done_callback(self.tasks.discard)
+                    self.transport.write(STREAM_HEAD)
+                    self.slow_part(self.transport, 0)
                 else:
-                    out = [
-                        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
-                        b"transfer-encoding: chunked\r\n\r\n"
-                    ]
-                    out += [_http_chunk(p) for p in self.stream_parts]
-                    out.append(b"0\r\n\r\n")
-                    self.transport.write(b"".join(out))
+                    self.transport.write(self.fast_stream)
             else:
                 self.transport.write(
                     b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
@@ -124,19 +125,16 @@ class UpstreamProtocol(asyncio.Protocol):
         else:
             self.transport.write(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n")
 
-    async def slow_stream(self) -> None:
-        transport = self.transport
-        assert transport is not None
-        transport.write(
-            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
-            b"transfer-encoding: chunked\r\n\r\n"
-        )
-        for part in self.stream_parts:
-            if transport.is_closing():
-                return
-            transport.write(_http_chunk(part))
-            await asyncio.sleep(self.delay)
-        transport.write(b"0\r\n\r\n")
+    def slow_part(self, transport: asyncio.Transport, index: int) -> None:
+        """One chunk, then a timer for the next: a timer per chunk costs less than a task
+        per stream, so 10,000 slow streams stay cheap for the core this shares."""
+        if transport.is_closing():
+            return
+        if index == len(self.stream_parts):
+            transport.write(b"0\r\n\r\n")
+            return
+        transport.write(_http_chunk(self.stream_parts[index]))
+        asyncio.get_running_loop().call_later(self.delay, self.slow_part, transport, index + 1)
 
 
 async def serve(host: str, port: int, chunks: int, delay_ms: float) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -16,13 +17,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from backends.http import UpstreamHTTP
-from gateway import __version__, endpoints, responses_api
+from gateway import __version__, admin, endpoints, engine_endpoints, responses_api
 from gateway.auth import Authenticator
-from gateway.config import GatewayConfig, RouteConfig, load_config
+from gateway.config import CONFIG_ENV, GatewayConfig, RouteConfig, load_config
 from gateway.errors import GatewayError
 from gateway.metrics import GatewayMetrics
 from gateway.observe import FinishHook, ObserveMiddleware
 from gateway.readiness import Readiness
+from gateway.reload import InFlightMiddleware, Reloader, admin_reload, close_parts
 from gateway.request_io import error_response, json_response
 
 log = logging.getLogger("gateway")
@@ -32,18 +34,48 @@ class Gateway:
     """Everything a request needs, built once from a validated config."""
 
     def __init__(self, config: GatewayConfig) -> None:
-        from gateway.routing import Router
-
-        self.config = config
         self.metrics = GatewayMetrics()
-        self.auth = Authenticator(config.server, {r.name for r in config.models})
         self.http = UpstreamHTTP(config.server.upstream_max_connections)
-        self.router = Router(config, self.http, self.metrics)
+        self.control = self.http.control  # refit control plane (gateway/admin.py)
         self.readiness = Readiness()
-        self.request_log = config.server.request_log
         # called with every finished RequestContext (recording, ...)
         self.finish_hooks: list[FinishHook] = []
         self.started = time.time()
+        self.reloader: Reloader | None = None  # set by create_app
+        self.install(self.derive(config))
+        # managed local engines (route `launch`): started in the lifespan; a reload keeps them
+        self.engines: Any = None
+        if any(r.launch is not None for r in config.models):
+            from backends.launcher import EngineSupervisor
+
+            self.engines = EngineSupervisor(config.models)
+
+    def derive(self, config: GatewayConfig) -> dict[str, Any]:
+        """Everything built from the config; a reload (gateway/reload.py) builds a new set and
+        swaps it in whole, so anything config-derived belongs here. Raises ConfigError."""
+        from gateway.recording import Recording
+        from gateway.routing import Router
+
+        parts: dict[str, Any] = {
+            "config": config,
+            "auth": Authenticator(config.server, {r.name for r in config.models}),
+            "router": Router(config, self.http, self.metrics),
+            "request_log": config.server.request_log,
+        }
+        parts["recording"] = Recording.from_config(config)  # last: it opens files
+        return parts
+
+    def install(self, parts: dict[str, Any]) -> dict[str, Any]:
+        """Swap the config-derived parts in (no await: atomic for the event loop); the old."""
+        old = {name: getattr(self, name, None) for name in parts}
+        for name, value in parts.items():
+            setattr(self, name, value)
+        if self.recording is not None:
+            from gateway.recording import on_finish
+
+            if on_finish not in self.finish_hooks:
+                self.finish_hooks.append(on_finish)
+        return old
 
     def model_card(self, route: RouteConfig) -> dict[str, Any]:
         # Never the base URL or key: /v1/models is public to every client.
@@ -55,8 +87,12 @@ class Gateway:
         }
 
     async def aclose(self) -> None:
-        await self.router.aclose()
+        if self.reloader is not None:
+            await self.reloader.aclose()
+        await close_parts({"router": self.router, "recording": self.recording})
         await self.http.aclose()
+        if self.engines is not None:
+            await self.engines.stop()
 
 
 async def _gateway_error(request: Request, exc: Exception) -> Response:
@@ -105,13 +141,27 @@ async def _unexpected_error(request: Request, exc: Exception) -> Response:
     )
 
 
-def create_app(config: GatewayConfig | None = None) -> FastAPI:
-    config = config or load_config()
+def create_app(
+    config: GatewayConfig | None = None,
+    config_path: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    reload_signal: bool = False,
+) -> FastAPI:
+    """`config_path` and `overrides` (CLI flags) are what a reload loads again; with
+    `reload_signal`, SIGHUP reloads (single-process serving)."""
+    config = config or load_config(config_path, **(overrides or {}))
     gateway = Gateway(config)
+    gateway.reloader = reloader = Reloader(gateway, config_path, overrides)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
+        if gateway.engines is not None:
+            await gateway.engines.start()  # waits for their health; failure stops start-up
+        signal_installed = reload_signal and reloader.install_signal()
+        async with admin.health_poller(gateway):
+            yield
+        if signal_installed:
+            reloader.remove_signal()
         await gateway.aclose()
 
     app = FastAPI(
@@ -126,19 +176,28 @@ def create_app(config: GatewayConfig | None = None) -> FastAPI:
         },
     )
     app.state.gateway = gateway
+    admin.register_pool_metrics(gateway)
     # Plain Starlette routes: FastAPI's per-request dependency machinery cost a third of
     # the throughput on the pass-through path.
     app.router.routes.extend(
         [
             Route("/v1/chat/completions", endpoints.chat_completions, methods=["POST"]),
             Route("/v1/responses", responses_api.create_response, methods=["POST"]),
+            Route("/v1/completions", engine_endpoints.completions, methods=["POST"]),
+            Route("/tokenize", engine_endpoints.tokenize, methods=["POST"]),
+            Route("/detokenize", engine_endpoints.detokenize, methods=["POST"]),
             Route("/v1/models", endpoints.list_models, methods=["GET"]),
             Route("/v1/models/{model:path}", endpoints.get_model, methods=["GET"]),
             Route("/health", endpoints.health, methods=["GET"]),
             Route("/ready", _ready, methods=["GET"]),
             Route("/metrics", _metrics, methods=["GET"]),
+            Route("/admin/reload", admin_reload, methods=["POST"]),
+            *admin.ROUTES,
         ]
     )
+    # Counts in-flight requests per config generation, so a reload closes old routes only
+    # after their last request (gateway/reload.py).
+    app.add_middleware(InFlightMiddleware, reloader=reloader)
     # Every request gets an id, a header limit, authentication and one finish.
     app.add_middleware(ObserveMiddleware, gateway=gateway)
     if config.server.cors_origins:  # outermost: preflights and 401s carry CORS headers
@@ -160,4 +219,4 @@ def create_app_from_env() -> FastAPI:
 
     config = load_config()
     configure_logging(config.server)
-    return create_app(config)
+    return create_app(config, os.environ.get(CONFIG_ENV))

@@ -1,10 +1,11 @@
-"""`gym-gateway serve | check`: the command line."""
+"""`gym-gateway serve | check | compare | replay`: the command line."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+from typing import Any
 
 from gateway import __version__
 from gateway.config import CONFIG_ENV, ConfigError, GatewayConfig, load_config
@@ -31,10 +32,16 @@ def _parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="validate a config file without serving")
     check.add_argument("--config", help=f"YAML config file (default: ${CONFIG_ENV}, else built-in)")
+
+    from gateway.compare.cli import add_commands
+
+    add_commands(sub)  # compare, replay
     return parser
 
 
-def serve(config: GatewayConfig, config_path: str | None) -> None:
+def serve(
+    config: GatewayConfig, config_path: str | None, overrides: dict[str, Any] | None = None
+) -> None:
     import uvicorn
 
     server = config.server
@@ -64,7 +71,9 @@ def serve(config: GatewayConfig, config_path: str | None) -> None:
         return
     from gateway.app import create_app
 
-    uvicorn.run(create_app(config), **common)
+    # The app remembers the file and the flags: SIGHUP and POST /admin/reload load them again.
+    path = os.path.abspath(config_path) if config_path else None
+    uvicorn.run(create_app(config, path, overrides, reload_signal=True), **common)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,17 +84,18 @@ def main(argv: list[str] | None = None) -> int:
             names = ", ".join(f"{r.name} ({r.backend})" for r in config.models)
             print(f"config OK: {len(config.models)} routes: {names}")
             return 0
-        config = load_config(
-            args.config,
-            host=args.host,
-            port=args.port,
-            workers=args.workers,
-            log_level=args.log_level,
+        if args.command in ("compare", "replay"):
+            from gateway.compare.cli import run
+
+            return run(args)
+        overrides = dict(
+            host=args.host, port=args.port, workers=args.workers, log_level=args.log_level
         )
+        config = load_config(args.config, **overrides)
     except ConfigError as exc:
         print(f"gym-gateway: {exc}", file=sys.stderr)
         return 2
-    serve(config, args.config)
+    serve(config, args.config, overrides)
     return 0
 
 

@@ -6,6 +6,7 @@ Load order (later wins): the YAML file, then `GYM_GATEWAY_*` environment variabl
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from importlib import resources
@@ -16,10 +17,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from gateway.engines import LAUNCH_BACKENDS, LaunchOptions
+from gateway.policies import PoolPolicy
+
 CONFIG_ENV = "GYM_GATEWAY_CONFIG"
 DEFAULT_CONFIG_NAME = "default_config.yaml"
 
-Backend = Literal["mock", "vllm", "sglang", "tgi", "openai", "gemini"]
+Backend = Literal["mock", "vllm", "sglang", "tgi", "openai", "gemini", "litellm"]
 NETWORK_BACKENDS = ("vllm", "sglang", "tgi", "openai", "gemini")
 # Hosted providers have a well-known endpoint and key variable; self-hosted engines do not.
 DEFAULT_BASE_URLS = {
@@ -73,6 +77,11 @@ class ServerConfig(_Strict):
     api_keys_file: str | None = Field(None, description="YAML list of {name, key, routes}")
     admin_key: SecretStr | None = Field(None, description="bearer key for /admin/* endpoints")
     cors_origins: list[str] = Field(default_factory=list, description="allowed CORS origins")
+    # Request recording (gateway/recording.py); a route's own `record` wins over this one.
+    record: str | None = Field(None, description="JSONL file: one line per routed request")
+    record_bodies: bool = Field(False, description="also write request and answer bodies")
+    record_max_bytes: int = Field(0, ge=0, description="rotate past this size; 0 = never")
+    record_keep: int = Field(3, ge=0, description="rotated files kept (FILE.1 … FILE.N)")
 
 
 class Timeouts(_Strict):
@@ -90,9 +99,50 @@ class MockOptions(_Strict):
     latency_ms: float = Field(0.0, ge=0, description="delay before the answer starts")
     stream_delay_ms: float = Field(0.0, ge=0, description="delay between streamed words")
     reply: str | None = Field(None, description="fixed reply instead of echoing the user")
+    fail_every: int = Field(0, ge=0, description="every Nth request fails with 503; 0 = never")
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="simulated parameter table: {top_k: drop, temperature: {clamp: [0, 1]}}",
+    )
+
+    @model_validator(mode="after")
+    def _check_params(self) -> MockOptions:
+        from gateway.fidelity import table_from_config
+
+        try:
+            table_from_config(self.params)
+        except ValueError as exc:
+            raise ValueError(f"params: {exc}") from None
+        return self
 
 
-class RouteConfig(_Strict):
+class Price(_Strict):
+    """US dollars per million tokens, for cost estimates in `gym-gateway compare`."""
+
+    input_per_million: float = Field(0.0, ge=0)
+    output_per_million: float = Field(0.0, ge=0)
+
+
+# Backends that can return real token ids and take a prompt as token ids (docs/rl.md).
+TOKEN_BACKENDS = ("vllm", "sglang")
+
+
+class TrainingConfig(_Strict):
+    """Sampling a training route pins (NeMo RL's check): requests may repeat, never change it."""
+
+    temperature: float = Field(1.0, ge=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    val_temperature: float | None = Field(None, ge=0, description="a second accepted pair")
+    val_top_p: float | None = Field(None, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _pair(self) -> TrainingConfig:
+        if (self.val_temperature is None) != (self.val_top_p is None):
+            raise ValueError("give val_temperature and val_top_p together")
+        return self
+
+
+class RouteConfig(PoolPolicy):
     name: str = Field(min_length=1, description="the model name clients send")
     backend: Backend
     base_url: str | None = None
@@ -103,26 +153,62 @@ class RouteConfig(_Strict):
     headers: dict[str, str] = Field(default_factory=dict)
     timeouts: Timeouts = Field(default_factory=Timeouts)
     mock: MockOptions = Field(default_factory=MockOptions)
+    record: str | None = Field(None, description="JSONL recording for this route")
+    record_bodies: bool | None = Field(None, description="null = server.record_bodies")
+    price: Price | None = None
     native_responses: bool | None = Field(
         None, description="send /v1/responses upstream as is (default: true for openai only)"
     )
     description: str | None = None
+    # docs/backends.md: a parameter the backend cannot honour is a 400 (error) or dropped and
+    # named in the x-gateway-dropped-params header (drop)
+    unsupported_params: Literal["error", "drop"] = "error"
+    launch: LaunchOptions | None = Field(None, description="start this local engine (vllm, ...)")
+    # RL token contract (docs/rl.md)
+    token_ids: Literal["auto", "always", "passthrough"] = Field(
+        "auto", description="auto: when asked; always: on every chat answer; passthrough: off"
+    )
+    eos_token_id: int | list[int] | None = Field(
+        None, description="end-of-turn id(s) for the splice; null = found from the template"
+    )
+    max_model_len: int | None = Field(None, ge=1, description="null = asked from the engine")
+    training: TrainingConfig | None = None
 
     @model_validator(mode="after")
     def _check_backend_fields(self) -> RouteConfig:
         if self.backend in NETWORK_BACKENDS:
-            url = self.base_url or DEFAULT_BASE_URLS.get(self.backend)
-            if not url:
-                raise ValueError(f"base_url is required for backend '{self.backend}'")
-            if not re.match(r"^https?://[^/\s]+", url):
-                raise ValueError(f"base_url must be an http(s) URL, got {url!r}")
-            object.__setattr__(self, "base_url", url.rstrip("/"))
+            if self.base_url and self.base_urls:
+                raise ValueError("give base_url (one upstream) or base_urls (a pool), not both")
+            urls = list(self.base_urls or [])
+            if not urls:
+                url = self.base_url or DEFAULT_BASE_URLS.get(self.backend)
+                if not url:
+                    raise ValueError(f"base_url is required for backend '{self.backend}'")
+                urls = [url]
+            for url in urls:
+                if not re.match(r"^https?://[^/\s]+", url):
+                    raise ValueError(f"base_url must be an http(s) URL, got {url!r}")
+            urls = [u.rstrip("/") for u in urls]
+            if len(set(urls)) != len(urls):
+                raise ValueError("base_urls lists the same upstream twice")
+            object.__setattr__(self, "base_urls", urls)
+            object.__setattr__(self, "base_url", urls[0])
             if self.api_key is None and self.backend in DEFAULT_KEY_ENV:
                 key = os.environ.get(DEFAULT_KEY_ENV[self.backend])
                 if key:
                     object.__setattr__(self, "api_key", SecretStr(key))
-        elif self.base_url is not None:
+        elif self.backend == "litellm":
+            self._check_litellm()
+        elif self.base_url is not None or self.base_urls:
             raise ValueError("base_url has no meaning for backend 'mock'")
+        if self.launch is not None and self.backend not in LAUNCH_BACKENDS:
+            raise ValueError(
+                f"launch: backend '{self.backend}' is not a local engine; "
+                f"launch works for {', '.join(LAUNCH_BACKENDS)}"
+            )
+        from backends import check_route  # the family's parameter table; the litellm extra
+
+        check_route(self)
         if self.native_responses is None:
             object.__setattr__(self, "native_responses", self.backend == "openai")
         elif self.native_responses and self.backend not in NATIVE_RESPONSES_BACKENDS:
@@ -130,7 +216,40 @@ class RouteConfig(_Strict):
                 f"native_responses: backend '{self.backend}' has no /v1/responses endpoint; "
                 "remove the key (the gateway translates to Chat Completions)"
             )
+        self._check_token_fields()
         return self
+
+    def _check_litellm(self) -> None:
+        """litellm: base_url is optional (its `api_base`); no replica pools."""
+        if self.base_urls:
+            raise ValueError("base_urls: backend 'litellm' takes one base_url (or none)")
+        if self.base_url is not None:
+            if not re.match(r"^https?://[^/\s]+", self.base_url):
+                raise ValueError(f"base_url must be an http(s) URL, got {self.base_url!r}")
+            object.__setattr__(self, "base_url", self.base_url.rstrip("/"))
+
+    def _check_token_fields(self) -> None:
+        if self.tokens_forced and self.native_responses:
+            raise ValueError(
+                "native_responses sends /v1/responses upstream untouched, so training and "
+                "token_ids: always cannot apply there; remove native_responses"
+            )
+        if self.token_ids == "always" and self.backend not in TOKEN_BACKENDS:
+            raise ValueError(
+                f"token_ids: always needs a vllm or sglang backend; '{self.backend}' cannot "
+                "return real token ids"
+            )
+        if self.training is not None:
+            for key in ("temperature", "top_p", "top_k", "n"):
+                if key in self.overrides:
+                    raise ValueError(
+                        f"overrides.{key} conflicts with training (which pins the sampling)"
+                    )
+
+    @functools.cached_property
+    def tokens_forced(self) -> bool:
+        """Every chat request takes the token path (computed once: the hot path reads it)."""
+        return self.training is not None or self.token_ids == "always"
 
     @property
     def target_model(self) -> str:
@@ -152,6 +271,18 @@ class GatewayConfig(BaseSettings):
             if route.name in seen:
                 raise ValueError(f"models[{index}]: duplicate route name {route.name!r}")
             seen.add(route.name)
+        launched = [r.name for r in self.models if r.launch is not None]
+        if launched and self.server.workers > 1:
+            raise ValueError(
+                f"route {launched[0]!r}: launch needs server.workers: 1 (every worker process "
+                "would start its own engine)"
+            )
+        for index, route in enumerate(self.models):
+            for name in route.fallbacks:
+                if name == route.name or name not in seen:
+                    raise ValueError(
+                        f"models[{index}].fallbacks: {name!r} is not another route's name"
+                    )
         return self
 
     @classmethod

@@ -26,6 +26,10 @@ class RequestContext:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     retries: int = 0
+    fallbacks: list[str] = field(default_factory=list)  # fallback routes tried, in order
+    # the client's x-session-id (sticky replica choice), the trainer's policy version
+    session_id: str | None = None
+    policy_version: str | None = None
     # the authenticated gateway key's name and the routes it may use (None = all)
     key_name: str | None = None
     allowed_routes: frozenset[str] | None = None
@@ -33,9 +37,13 @@ class RequestContext:
     response_headers: dict[str, str] = field(default_factory=dict)
     # headers from the client that drivers may forward (x-session-id, traceparent, ...)
     client_headers: dict[str, str] = field(default_factory=dict)
-    # bodies, kept only when a recorder asks for them
+    # the route's Recorder when it records (gateway/recording.py), else None; the request
+    # body is referenced for it, the answer only when it records bodies
+    recorder: Any = None
     request_body: Any = None
     answer_body: Any = None
+    # the parameter-fidelity Verdict (gateway/fidelity.py) the handler computed
+    fidelity: Any = None
 
     def note_usage(self, usage: Any) -> None:
         """Take token counts from a Chat (`prompt_tokens`) or Responses (`input_tokens`) usage."""

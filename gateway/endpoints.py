@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from backends.token_in import TokenPath, uses_token_path
+from gateway import fidelity
 from gateway.context import RequestContext
 from gateway.errors import GatewayError
 from gateway.relay import (
@@ -42,13 +44,22 @@ async def chat_completions(request: Request) -> Response:
     model = check_chat_body(body)
     ctx = request_context(request)
     driver = gateway.router.driver_for(model, ctx)
+    if uses_token_path(driver.route, body):  # RL token contract (docs/rl.md)
+        driver = TokenPath(driver)
+    ctx.fidelity = verdict = fidelity.check_chat(driver, body)
+    ctx.response_headers[fidelity.HEADER] = fidelity.header_value(verdict)
+    if gateway.recording is not None:
+        gateway.recording.attach(ctx, body)
     try:
         if body.get("stream"):
             ctx.stream = True
             stream = await until_disconnect(request, driver.open_chat_stream(body, ctx))
             rewrite = ModelRewriter(driver.route.target_model, model)
+            chunks = relay_chat_stream(stream, rewrite, ctx)
+            if ctx.recorder is not None and ctx.recorder.bodies:
+                chunks = ctx.recorder.tee(ctx, chunks)
             return StreamingResponse(
-                relay_chat_stream(stream, rewrite, ctx),
+                chunks,
                 media_type="text/event-stream",
                 headers={**SSE_HEADERS, **ctx.response_headers},
             )
@@ -57,8 +68,12 @@ async def chat_completions(request: Request) -> Response:
         return Response(status_code=CLIENT_CLOSED)
     except GatewayError as exc:
         exc.headers = {**ctx.response_headers, **exc.headers}
+        if ctx.recorder is not None:
+            ctx.answer_body = exc.body()
         raise
     answer["model"] = model
+    if ctx.recorder is not None:
+        ctx.answer_body = answer
     ctx.note_usage(answer.get("usage"))
     return json_response(answer, headers=ctx.response_headers or None)
 
@@ -81,10 +96,11 @@ async def get_model(request: Request) -> Response:
 
 async def health(request: Request) -> Response:
     gateway = _gateway(request)
-    return json_response(
-        {
-            "status": "ok",
-            "routes": len(gateway.config.models),
-            "uptime_s": round(time.time() - gateway.started, 3),
-        }
-    )
+    doc = {
+        "status": "ok",
+        "routes": len(gateway.config.models),
+        "uptime_s": round(time.time() - gateway.started, 3),
+    }
+    if getattr(gateway, "engines", None) is not None:
+        doc["engines"] = gateway.engines.status()  # managed engines: state, pid, restarts
+    return json_response(doc)

@@ -25,6 +25,10 @@ if TYPE_CHECKING:
     from gateway.app import Gateway
 
 REQUEST_ID_HEADER = b"x-request-id"
+SESSION_ID_HEADER = b"x-session-id"
+POLICY_HEADER = b"x-policy-version"
+# Generation endpoints: admitted through the control plane (pause/resume, policy version).
+GENERATION_PATHS = frozenset({"/v1/chat/completions", "/v1/responses", "/v1/completions"})
 _MAX_ID_LEN = 200
 access_log = logging.getLogger("gateway.access")
 
@@ -62,15 +66,18 @@ class ObserveMiddleware:
         request_id = None
         header_bytes = 0
         authorization = None
+        session_id = None
         for name, value in scope["headers"]:
             header_bytes += len(name) + len(value)
             if name == REQUEST_ID_HEADER and _acceptable_id(value):
                 request_id = value.decode()
             elif name == b"authorization":
                 authorization = value
+            elif name == SESSION_ID_HEADER and _acceptable_id(value):
+                session_id = value.decode()
         if request_id is None:
             request_id = new_request_id()
-        ctx = RequestContext(request_id=request_id, endpoint=scope["path"])
+        ctx = RequestContext(request_id=request_id, endpoint=scope["path"], session_id=session_id)
         ctx.started = time.perf_counter()
         scope.setdefault("state", {})["ctx"] = ctx
         scope["state"]["request_id"] = request_id
@@ -83,18 +90,24 @@ class ObserveMiddleware:
                     code="headers_too_large",
                 )  # fmt: skip
             gateway.auth.authenticate(scope, authorization, ctx)
+            admitted = scope["path"] in GENERATION_PATHS
+            if admitted:
+                # waits while a trainer has paused the gateway for a weight update
+                ctx.policy_version = await gateway.control.admit()
         except GatewayError as exc:
             ctx.status, ctx.error_code = exc.status, str(exc.code) if exc.code else None
             await _send_error(send, exc, request_id)
             self.finish(ctx, scope)
             return
 
-        id_header = (REQUEST_ID_HEADER, request_id.encode())
+        extra_headers = [(REQUEST_ID_HEADER, request_id.encode())]
+        if ctx.policy_version is not None:
+            extra_headers.append((POLICY_HEADER, ctx.policy_version.encode()))
 
         async def send_observed(message: Message) -> None:
             if message["type"] == "http.response.start":
                 ctx.status = message["status"]
-                message["headers"] = [*message.get("headers", []), id_header]
+                message["headers"] = [*message.get("headers", []), *extra_headers]
             await send(message)
 
         try:
@@ -104,6 +117,8 @@ class ObserveMiddleware:
                 ctx.status = 500
             raise
         finally:
+            if admitted:
+                gateway.control.done()
             self.finish(ctx, scope)
 
     def finish(self, ctx: RequestContext, scope: Scope) -> None:

@@ -71,6 +71,8 @@ class ModelRewriter:
         except orjson.JSONDecodeError:
             return payload
         if isinstance(doc, dict) and "model" in doc:
+            if isinstance(doc["model"], str):  # e.g. OpenAI's dated name: bytes next time
+                self.old = b'"model":' + orjson.dumps(doc["model"])
             doc["model"] = self.route_name
             return orjson.dumps(doc)
         return payload

@@ -13,6 +13,8 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from backends.base import ChatStream, Driver
+from backends.token_in import TokenPath, reject_native, uses_token_path
+from gateway import fidelity
 from gateway.context import RequestContext
 from gateway.errors import GatewayError
 from gateway.relay import SSE_HEADERS, ClientGone, ModelRewriter, until_disconnect
@@ -105,16 +107,19 @@ async def relay_native_stream(
 async def _native(
     request: Request, driver: Driver, body: dict[str, Any], model: str, ctx: RequestContext
 ) -> Response:
+    reject_native(driver, body)
     if body.get("stream"):
         stream = await until_disconnect(request, driver.open_responses_stream(body, ctx))
         rewrite = ModelRewriter(driver.route.target_model, model)
         return StreamingResponse(
-            relay_native_stream(stream, rewrite, ctx),
+            _recorded(ctx, relay_native_stream(stream, rewrite, ctx)),
             media_type="text/event-stream",
             headers={**SSE_HEADERS, **ctx.response_headers},
         )
     answer = await until_disconnect(request, driver.responses(body, ctx))
     answer["model"] = model
+    if ctx.recorder is not None:
+        ctx.answer_body = answer
     ctx.note_usage(answer.get("usage"))
     return json_response(answer, headers=ctx.response_headers or None)
 
@@ -123,19 +128,29 @@ async def _translated(
     request: Request, driver: Driver, body: dict[str, Any], model: str, ctx: RequestContext
 ) -> Response:
     chat_body = responses_to_chat(body, driver.dialect)
+    if uses_token_path(driver.route, chat_body):  # RL token contract (docs/rl.md)
+        driver = TokenPath(driver)
     if body.get("stream"):
         stream = await until_disconnect(request, driver.open_chat_stream(chat_body, ctx))
         translator = ResponsesStreamTranslator(body, model=model)
         return StreamingResponse(
-            relay_translated_stream(stream, translator, ctx),
+            _recorded(ctx, relay_translated_stream(stream, translator, ctx)),
             media_type="text/event-stream",
             headers={**SSE_HEADERS, **ctx.response_headers},
         )
     chat = await until_disconnect(request, driver.chat(chat_body, ctx))
     ctx.note_usage(chat.get("usage"))
-    return json_response(
-        chat_to_response(chat, body, model=model), headers=ctx.response_headers or None
-    )
+    answer = chat_to_response(chat, body, model=model)
+    if ctx.recorder is not None:
+        ctx.answer_body = answer
+    return json_response(answer, headers=ctx.response_headers or None)
+
+
+def _recorded(ctx: RequestContext, frames: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The stream as is, or teed into the recording when the route records bodies."""
+    if ctx.recorder is not None and ctx.recorder.bodies:
+        return ctx.recorder.tee(ctx, frames)
+    return frames
 
 
 async def create_response(request: Request) -> Response:
@@ -145,6 +160,10 @@ async def create_response(request: Request) -> Response:
     ctx: RequestContext = request.scope["state"]["ctx"]
     driver = gateway.router.driver_for(model, ctx)
     ctx.stream = bool(body.get("stream"))
+    ctx.fidelity = verdict = fidelity.check_responses(driver, body)
+    ctx.response_headers[fidelity.HEADER] = fidelity.header_value(verdict)
+    if gateway.recording is not None:
+        gateway.recording.attach(ctx, body)
     handler = _native if driver.native_responses else _translated
     try:
         return await handler(request, driver, body, model, ctx)
@@ -152,4 +171,6 @@ async def create_response(request: Request) -> Response:
         return Response(status_code=CLIENT_CLOSED)
     except GatewayError as exc:
         exc.headers = {**ctx.response_headers, **exc.headers}
+        if ctx.recorder is not None:
+            ctx.answer_body = exc.body()
         raise

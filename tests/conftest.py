@@ -41,6 +41,8 @@ def gateway_config(upstream_url: str) -> str:
         "    backend: vllm",
         "    base_url: http://127.0.0.1:9/v1",
         "    api_key: sk-dead-secret-key",
+        "    retries: {attempts: 0}",
+        "    health: {failures_to_eject: 1000, path: null}",
     ]
     for name in UPSTREAM_ROUTES:
         lines += [
@@ -51,6 +53,7 @@ def gateway_config(upstream_url: str) -> str:
             "    api_key: ${TEST_UPSTREAM_KEY}",
             "    headers: {x-route-header: route-value}",
             "    timeouts: {first_byte: 2.0, idle: 2.0}",
+            "    retries: {attempts: 0}",
         ]
     lines += [
         "  - name: up-sglang-replay",

@@ -181,9 +181,10 @@ class _InputConverter:
                 f"{where}.arguments must be a JSON-encoded string.", param=f"{where}.arguments"
             )
         self.active = True
-        self.calls.append(
-            {"id": call_id, "type": "function", "function": {"name": name, "arguments": args}}
-        )
+        call = {"id": call_id, "type": "function", "function": {"name": name, "arguments": args}}
+        if item.get("extra_content"):  # Gemini's thought_signature, from the previous answer
+            call["extra_content"] = item["extra_content"]
+        self.calls.append(call)
         self._take_tokens(item)
 
     def _function_call_output(self, where: str, item: dict) -> None:

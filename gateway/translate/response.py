@@ -58,14 +58,13 @@ def chat_to_response(
 
     for call in tool_calls:
         fn = call.get("function") or {}
-        output.append(
-            function_call_item(
-                new_id("fc"),
-                call.get("id") or new_id("call"),
-                fn.get("name") or "",
-                fn.get("arguments") or "",
-            )
-        )
+        item = function_call_item(
+            new_id("fc"), call.get("id") or new_id("call"), fn.get("name") or "",
+            fn.get("arguments") or "",
+        )  # fmt: skip
+        if call.get("extra_content"):  # Gemini's thought_signature: must come back next turn
+            item["extra_content"] = call["extra_content"]
+        output.append(item)
 
     status, incomplete, error = finish_status(choice.get("finish_reason"))
     if status != "completed":

@@ -66,7 +66,7 @@ class _Text:
 class _Call:
     """A function call, keyed by the chat ``tool_calls[].index``."""
 
-    __slots__ = ("added", "buf", "call_id", "final", "id", "index", "name")
+    __slots__ = ("added", "buf", "call_id", "extra", "final", "id", "index", "name")
 
     def __init__(self) -> None:
         self.id = new_id("fc")
@@ -76,11 +76,15 @@ class _Call:
         self.buf: list[str] = []
         self.added = False
         self.final: dict | None = None
+        self.extra: dict | None = None  # Gemini's extra_content (thought_signature)
 
     def build(self, status: str) -> dict:
-        return function_call_item(
+        item = function_call_item(
             self.id, self.call_id or "", self.name or "", "".join(self.buf), status
         )
+        if self.extra:
+            item["extra_content"] = self.extra
+        return item
 
 
 class ResponsesStreamTranslator:
@@ -340,6 +344,8 @@ class ResponsesStreamTranslator:
             call.call_id = tc["id"]
         if fn.get("name") and call.name is None:
             call.name = fn["name"]
+        if tc.get("extra_content") and call.extra is None:
+            call.extra = tc["extra_content"]
         args = fn.get("arguments")
         if not call.added:
             if args:

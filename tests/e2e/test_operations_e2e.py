@@ -21,8 +21,9 @@ HELLO = [{"role": "user", "content": "hello ops"}]
 
 
 @pytest.fixture(scope="module")
-def secured(upstream: ScriptedUpstream, tmp_path_factory: pytest.TempPathFactory
-            ) -> Iterator[GatewayProcess]:
+def secured(
+    upstream: ScriptedUpstream, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GatewayProcess]:
     workdir = tmp_path_factory.mktemp("secured")
     keys = workdir / "keys.yaml"
     keys.write_text("- {name: from-file, key: file-key-123456, routes: [echo]}\n")
@@ -51,8 +52,13 @@ models:
 def chat(gw: GatewayProcess, key: str | None, model: str = "echo", **kw) -> httpx.Response:
     headers = {"authorization": f"Bearer {key}"} if key else {}
     headers.update(kw.pop("headers", {}))
-    return httpx.post(gw.url + "/v1/chat/completions", json={"model": model, "messages": HELLO},
-                      headers=headers, timeout=10, **kw)
+    return httpx.post(
+        gw.url + "/v1/chat/completions",
+        json={"model": model, "messages": HELLO},
+        headers=headers,
+        timeout=10,
+        **kw,
+    )
 
 
 def test_api_keys_and_route_permissions(secured: GatewayProcess) -> None:
@@ -65,8 +71,11 @@ def test_api_keys_and_route_permissions(secured: GatewayProcess) -> None:
     denied = chat(secured, "team-a-key-123", model="up")
     assert denied.status_code == 403
     assert denied.json()["error"] == {
-        "message": "API key 'team-a' may not use model 'up'", "type": "permission_error",
-        "param": "model", "code": "model_not_allowed"}
+        "message": "API key 'team-a' may not use model 'up'",
+        "type": "permission_error",
+        "param": "model",
+        "code": "model_not_allowed",
+    }
     assert chat(secured, "ops-key-abcdefgh", model="up").status_code == 200
     client = openai.OpenAI(base_url=secured.url + "/v1", api_key="wrong-key-xyz", max_retries=0)
     with pytest.raises(openai.AuthenticationError):
@@ -77,9 +86,13 @@ def test_api_keys_and_route_permissions(secured: GatewayProcess) -> None:
 
 
 def test_admin_key(secured: GatewayProcess) -> None:
-    resp = httpx.post(secured.url + "/admin/anything", headers={"authorization": "Bearer ops-key-abcdefgh"})
+    resp = httpx.post(
+        secured.url + "/admin/anything", headers={"authorization": "Bearer ops-key-abcdefgh"}
+    )
     assert resp.status_code == 401 and resp.json()["error"]["code"] == "invalid_admin_key"
-    ok = httpx.post(secured.url + "/admin/anything", headers={"authorization": "Bearer admin-key-0000"})
+    ok = httpx.post(
+        secured.url + "/admin/anything", headers={"authorization": "Bearer admin-key-0000"}
+    )
     assert ok.status_code == 404  # authenticated; no such admin endpoint
 
 
@@ -90,11 +103,15 @@ def test_header_limit_is_431(secured: GatewayProcess) -> None:
 
 
 def test_cors(secured: GatewayProcess) -> None:
-    pre = httpx.options(secured.url + "/v1/chat/completions", headers={
-        "origin": "https://app.example", "access-control-request-method": "POST"})
+    pre = httpx.options(
+        secured.url + "/v1/chat/completions",
+        headers={"origin": "https://app.example", "access-control-request-method": "POST"},
+    )
     assert pre.headers["access-control-allow-origin"] == "https://app.example"
-    other = httpx.options(secured.url + "/v1/chat/completions", headers={
-        "origin": "https://evil.example", "access-control-request-method": "POST"})
+    other = httpx.options(
+        secured.url + "/v1/chat/completions",
+        headers={"origin": "https://evil.example", "access-control-request-method": "POST"},
+    )
     assert other.headers.get("access-control-allow-origin") != "https://evil.example"
 
 
@@ -132,8 +149,10 @@ models:
 """
     gw = GatewayProcess(config, tmp_path).wait_ready()
     try:
-        assert httpx.get(gw.url + "/ready").json() == {"ready": True,
-                                                       "routes": {"echo": "ok", "up": "ok"}}
+        assert httpx.get(gw.url + "/ready").json() == {
+            "ready": True,
+            "routes": {"echo": "ok", "up": "ok"},
+        }
     finally:
         gw.stop()
     dead = GatewayProcess(config.replace(upstream.base_url, "http://127.0.0.1:9/v1"), tmp_path)
@@ -159,11 +178,16 @@ models:
     def one() -> None:
         try:
             with httpx.Client(timeout=30) as client:
-                resp = client.post(gw.url + "/v1/chat/completions", json={
-                    "model": "slow", "stream": True,
-                    "messages": [{"role": "user", "content": words}]})
+                resp = client.post(
+                    gw.url + "/v1/chat/completions",
+                    json={
+                        "model": "slow",
+                        "stream": True,
+                        "messages": [{"role": "user", "content": words}],
+                    },
+                )
                 results.append(resp.text)
-        except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+        except BaseException as exc:  # collected for the assertion below
             errors.append(exc)
 
     threads = [threading.Thread(target=one) for _ in range(100)]

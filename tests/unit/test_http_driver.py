@@ -69,7 +69,7 @@ async def test_no_authorization_without_key(upstream: ScriptedUpstream) -> None:
             "temperature",
             "invalid_value",
         ),
-        ("err-vllm", 400, "maximum context length", "BadRequestError", None, 400),
+        ("err-vllm", 400, "maximum context length", "BadRequestError", None, "context_length_exceeded"),
         ("err-flat", 400, "flat shape", "BadRequestError", None, 400),
         ("err-tgi", 422, "Input validation error", "validation", None, None),
         ("err-gemini", 400, 'Unknown name "x"', "INVALID_ARGUMENT", None, 400),

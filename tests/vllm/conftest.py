@@ -67,6 +67,11 @@ models:
     backend: vllm
     base_url: {vllm_url}
     upstream_model: no-such-model
+  - name: tiny-train
+    backend: vllm
+    base_url: {vllm_url}
+    upstream_model: {MODEL}
+    training: {{temperature: 1.0, top_p: 1.0}}
 """
     proc = GatewayProcess(config, tmp_path_factory.mktemp("vllm-gw")).wait_ready()
     yield proc

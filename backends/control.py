@@ -1,0 +1,112 @@
+"""The refit control plane: pause/resume admission, abort in-flight work, policy version.
+
+A trainer pauses the gateway before a weight update and resumes it after. While paused, new
+requests wait (bounded) instead of failing; in-flight requests either finish (`wait`), stay
+(`keep`, frozen inside engines that support it), or are aborted (`abort`: the client gets a
+503, which NeMo Gym retries after the resume). The trainer's `policy_version` is stamped on
+every answer so it can measure staleness exactly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from collections.abc import Callable
+from typing import Literal
+
+from gateway.errors import GatewayError
+
+PauseMode = Literal["wait", "keep", "abort"]
+
+
+class ControlPlane:
+    def __init__(self, max_pause_wait_s: float = 300.0) -> None:
+        self.max_pause_wait_s = max_pause_wait_s
+        self.policy_version: str | None = None
+        self.paused = False
+        self.pause_mode: PauseMode | None = None
+        self.paused_since: float | None = None
+        self._resumed = asyncio.Event()
+        self._resumed.set()
+        self.in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        # abort callbacks of upstream work in progress
+        self._abortable: set[Callable[[], None]] = set()
+        self.aborting = False
+
+    # -- admission -------------------------------------------------------------------------
+    async def admit(self) -> str | None:
+        """Wait while paused (bounded); returns the policy version the request runs under."""
+        if self.paused:
+            try:
+                await asyncio.wait_for(self._resumed.wait(), self.max_pause_wait_s)
+            except TimeoutError:
+                raise GatewayError(
+                    503, "The gateway is paused for a weight update; retry shortly",
+                    code="paused", headers={"retry-after": "5"},
+                ) from None  # fmt: skip
+        self.in_flight += 1
+        self._idle.clear()
+        return self.policy_version
+
+    def done(self) -> None:
+        self.in_flight -= 1
+        if self.in_flight <= 0:
+            self.in_flight = 0
+            self._idle.set()
+
+    # -- aborting ----------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def abortable(self, abort: Callable[[], None]):  # type: ignore[no-untyped-def]
+        self._abortable.add(abort)
+        try:
+            yield
+        finally:
+            self._abortable.discard(abort)
+
+    def abort_all(self) -> int:
+        callbacks = list(self._abortable)
+        self.aborting = True
+        for abort in callbacks:
+            abort()
+        return len(callbacks)
+
+    # -- the trainer's commands ----------------------------------------------------------------
+    async def pause(self, mode: PauseMode, timeout_s: float) -> dict[str, object]:
+        self.paused = True
+        self.pause_mode = mode
+        self.paused_since = time.time()
+        self._resumed.clear()
+        aborted = 0
+        drained = True
+        if mode == "abort":
+            aborted = self.abort_all()
+        if mode in ("wait", "abort"):
+            try:
+                await asyncio.wait_for(self._idle.wait(), timeout_s)
+            except TimeoutError:
+                drained = False
+        self.aborting = False
+        return {"paused": True, "mode": mode, "in_flight": self.in_flight,
+                "drained": drained, "aborted": aborted}  # fmt: skip
+
+    def resume(self) -> dict[str, object]:
+        self.paused = False
+        self.pause_mode = None
+        self.paused_since = None
+        self._resumed.set()
+        return {"paused": False, "in_flight": self.in_flight}
+
+    def status(self) -> dict[str, object]:
+        return {
+            "paused": self.paused,
+            "mode": self.pause_mode,
+            "paused_for_s": None
+            if self.paused_since is None
+            else math.floor((time.time() - self.paused_since) * 1000) / 1000,
+            "in_flight": self.in_flight,
+            "policy_version": self.policy_version,
+        }

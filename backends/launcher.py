@@ -1,0 +1,218 @@
+"""Managed local engines: a route's `launch` command, started and watched by the gateway.
+
+At start-up (the app's lifespan) each engine is spawned in its own process group and the
+gateway waits for its health URL; an engine that exits or stays unhealthy past
+`startup_timeout` fails the start-up with its last log lines. While serving, an engine that
+dies is restarted with exponential backoff (reset once it has run for a minute). Its output
+is logged line by line, prefixed with the route name. On shutdown: SIGTERM to the group,
+SIGKILL after `stop_timeout`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+from collections import deque
+from typing import Any
+
+import aiohttp
+
+from gateway.config import RouteConfig
+from gateway.engines import LaunchOptions
+
+log = logging.getLogger("gateway.engine")
+
+HEALTH_POLL_S = 0.5
+STABLE_AFTER_S = 60.0  # an engine up this long starts the next restart backoff from 1 s
+_TAIL_LINES = 20
+
+
+class EngineStartError(RuntimeError):
+    """An engine did not become healthy at start-up."""
+
+
+def _die_with_parent() -> None:
+    """In the child: start a new process group, and get SIGTERM if the gateway dies."""
+    os.setsid()
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(Exception):
+            import ctypes
+
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def default_health_url(route: RouteConfig) -> str:
+    base = route.base_url or ""
+    root = base[: -len("/v1")] if base.endswith("/v1") else base
+    return root + "/health"
+
+
+class ManagedEngine:
+    def __init__(self, route: RouteConfig) -> None:
+        assert route.launch is not None
+        self.route = route.name
+        self.options: LaunchOptions = route.launch
+        self.health_url = self.options.health_url or default_health_url(route)
+        self.proc: asyncio.subprocess.Process | None = None
+        self.state = "stopped"
+        self.restarts = 0
+        self.tail: deque[str] = deque(maxlen=_TAIL_LINES)
+        self._started_at = 0.0
+        self._stopping = False
+        self._supervisor: asyncio.Task[None] | None = None
+        self._pump: asyncio.Task[None] | None = None
+
+    # -- process -----------------------------------------------------------------------------
+    async def _spawn(self) -> None:
+        env = {**os.environ, **self.options.env}
+        self.proc = await asyncio.create_subprocess_exec(
+            *self.options.argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            env=env,
+            cwd=self.options.cwd,
+            preexec_fn=_die_with_parent,
+            limit=1 << 20,
+        )
+        self._started_at = time.monotonic()
+        self.state = "starting"
+        log.info(
+            "[%s] started engine (pid %d): %s", self.route, self.proc.pid, self.options.command
+        )
+        self._pump = asyncio.create_task(self._pump_logs(self.proc))
+
+    async def _pump_logs(self, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stdout is not None
+        while True:
+            try:
+                raw = await proc.stdout.readline()
+            except ValueError:  # a line past the limit: take what is buffered
+                raw = await proc.stdout.read(1 << 16)
+            if not raw:
+                return
+            for line in raw.decode("utf-8", "replace").replace("\r", "\n").splitlines():
+                if line.strip():
+                    self.tail.append(line)
+                    log.info("[%s] %s", self.route, line)
+
+    async def _healthy(self, session: aiohttp.ClientSession) -> bool:
+        try:
+            async with session.get(self.health_url, timeout=aiohttp.ClientTimeout(total=2)) as r:
+                return r.status == 200
+        except (aiohttp.ClientError, TimeoutError):
+            return False
+
+    async def _wait_healthy(self, timeout: float | None) -> None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        async with aiohttp.ClientSession() as session:
+            while True:
+                assert self.proc is not None
+                if self.proc.returncode is not None:
+                    raise EngineStartError(
+                        f"engine for route '{self.route}' exited with code "
+                        f"{self.proc.returncode} before it was healthy; last lines:\n"
+                        + "\n".join(self.tail)
+                    )
+                if await self._healthy(session):
+                    self.state = "running"
+                    log.info("[%s] engine healthy at %s", self.route, self.health_url)
+                    return
+                if deadline is not None and time.monotonic() > deadline:
+                    raise EngineStartError(
+                        f"engine for route '{self.route}' was not healthy at {self.health_url} "
+                        f"within {timeout:g} s; last lines:\n" + "\n".join(self.tail)
+                    )
+                await asyncio.sleep(HEALTH_POLL_S)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        await self._spawn()
+        try:
+            await self._wait_healthy(self.options.startup_timeout)
+        except BaseException:
+            await self.stop()
+            raise
+        self._supervisor = asyncio.create_task(self._supervise())
+
+    async def _supervise(self) -> None:
+        backoff = 1.0
+        while True:
+            assert self.proc is not None
+            code = await self.proc.wait()
+            if self._stopping:
+                return
+            ran = time.monotonic() - self._started_at
+            self.state = "crashed"
+            if not self.options.restart:
+                log.error("[%s] engine exited with code %s; restart is off", self.route, code)
+                return
+            if ran >= STABLE_AFTER_S:
+                backoff = 1.0
+            log.warning(
+                "[%s] engine exited with code %s after %.0f s; restarting in %.0f s",
+                self.route, code, ran, backoff,
+            )  # fmt: skip
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, self.options.max_backoff)
+            self.restarts += 1
+            await self._spawn()
+            with contextlib.suppress(EngineStartError):
+                await self._wait_healthy(None)  # exits are handled by the next loop turn
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._supervisor
+        proc = self.proc
+        if proc is not None and proc.returncode is None:
+            self._signal(proc, signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), self.options.stop_timeout)
+            except TimeoutError:
+                log.warning("[%s] engine ignored SIGTERM; killing it", self.route)
+                self._signal(proc, signal.SIGKILL)
+                await proc.wait()
+        if self._pump is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._pump, 5)
+        self.state = "stopped"
+
+    @staticmethod
+    def _signal(proc: asyncio.subprocess.Process, sig: signal.Signals) -> None:
+        # The engine leads its own process group (vLLM forks EngineCore and workers).
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, sig)
+
+    def status(self) -> dict[str, Any]:
+        pid = self.proc.pid if self.proc is not None and self.proc.returncode is None else None
+        return {"state": self.state, "pid": pid, "restarts": self.restarts}
+
+
+class EngineSupervisor:
+    """All managed engines of a config: started together, stopped together."""
+
+    def __init__(self, routes: list[RouteConfig]) -> None:
+        self.engines = [ManagedEngine(r) for r in routes if r.launch is not None]
+
+    async def start(self) -> None:
+        results = await asyncio.gather(*(e.start() for e in self.engines), return_exceptions=True)
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if failures:
+            await self.stop()
+            for failure in failures:
+                log.error("%s", failure)
+            raise failures[0]
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(e.stop() for e in self.engines), return_exceptions=True)
+
+    def status(self) -> dict[str, dict[str, Any]]:
+        return {e.route: e.status() for e in self.engines}

@@ -1,0 +1,279 @@
+"""A route's replicas: selection strategies, health (circuit per replica), backpressure.
+
+Selection is cache-aware: turns of one conversation go to the same replica so the engine's
+prefix cache hits. The conversation key is the client's `x-session-id`, else a hash of the
+conversation's stable opening; rendezvous hashing on that key lets several gateway processes
+agree on a replica with no shared state, and a replica that leaves moves only its own keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import math
+import random
+import sys
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from gateway.context import RequestContext
+from gateway.errors import GatewayError
+from gateway.policies import PoolPolicy
+
+STICKY_CACHE_SIZE = 100_000
+
+
+def safe_origin(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
+
+
+@dataclass(slots=True)
+class Replica:
+    base_url: str
+    origin: str
+    weight_seed: bytes
+    in_flight: int = 0
+    served: int = 0
+    failures: int = 0  # consecutive
+    ejections: int = 0
+    open_until: float = 0.0  # circuit open (ejected) until this monotonic time
+    probing: bool = False  # half-open: one trial request in flight
+    last_error: str | None = None
+
+    def state(self, now: float) -> str:
+        if self.open_until > now:
+            return "ejected"
+        if self.ejections and self.failures:
+            return "probing" if self.probing else "half_open"
+        return "healthy"
+
+
+def conversation_key(body: dict[str, Any], ctx: RequestContext) -> bytes:
+    """What stays the same across the turns of one rollout: the session id, or the model,
+    the system prompt / instructions and the first user turn."""
+    if ctx.session_id:
+        return ctx.session_id.encode()
+    opening: list[Any] = [body.get("model"), body.get("instructions")]
+    turns = body.get("messages")
+    if turns is None:
+        turns = body.get("input")  # Responses: a string or items
+    if isinstance(turns, list):
+        for turn in turns:
+            if not isinstance(turn, dict):
+                continue
+            opening.append(turn.get("content"))
+            if turn.get("role") == "user":
+                break
+    else:
+        opening.append(turns)
+    return hashlib.blake2b(orjson.dumps(opening), digest_size=16).digest()
+
+
+def rendezvous_rank(key: bytes, replicas: list[Replica]) -> list[Replica]:
+    """Highest random weight first: every process computes the same order for a key."""
+    return sorted(
+        replicas,
+        key=lambda r: hashlib.blake2b(key + r.weight_seed, digest_size=8).digest(),
+        reverse=True,
+    )
+
+
+@dataclass(slots=True)
+class _Waiter:
+    future: asyncio.Future[None]
+
+
+@dataclass
+class Pool:
+    route_name: str
+    policy: PoolPolicy
+    replicas: list[Replica]
+    _rr: int = 0
+    _sticky: OrderedDict[bytes, Replica] = field(default_factory=OrderedDict)
+    _waiters: deque[_Waiter] = field(default_factory=deque)
+    in_flight: int = 0
+
+    @classmethod
+    def from_urls(cls, route_name: str, urls: list[str], policy: PoolPolicy) -> Pool:
+        replicas = [Replica(u, safe_origin(u), u.encode()) for u in urls]
+        return cls(route_name, policy, replicas)
+
+    # -- selection -------------------------------------------------------------------------
+    def _candidates(self, now: float, exclude: set[int]) -> list[Replica]:
+        limit = self.policy.max_concurrency_per_replica
+        out = []
+        for r in self.replicas:
+            if id(r) in exclude or (limit is not None and r.in_flight >= limit):
+                continue
+            if r.open_until > now:
+                continue
+            if r.ejections and r.failures and r.probing:
+                continue  # half-open: one probe at a time
+            out.append(r)
+        return out
+
+    def pick(self, body: dict[str, Any], ctx: RequestContext, avoid: set[int]) -> Replica:
+        """A replica for this request; replicas in `avoid` (already tried) only as a last
+        resort. 503 with Retry-After when none is healthy (circuit open everywhere)."""
+        now = time.monotonic()
+        candidates = self._candidates(now, avoid)
+        if not candidates and avoid:
+            candidates = self._candidates(now, set())
+        if not candidates:
+            raise self._none_available(now)
+        chosen = candidates[0] if len(candidates) == 1 else self._choose(candidates, body, ctx)
+        if chosen.ejections and chosen.failures:
+            chosen.probing = True
+        return chosen
+
+    def _choose(
+        self, candidates: list[Replica], body: dict[str, Any], ctx: RequestContext
+    ) -> Replica:
+        strategy = self.policy.strategy
+        if strategy == "round_robin":
+            self._rr += 1
+            return candidates[self._rr % len(candidates)]
+        if strategy == "least_loaded":
+            low = min(r.in_flight for r in candidates)
+            return random.choice([r for r in candidates if r.in_flight == low])
+        key = conversation_key(body, ctx)
+        if strategy == "consistent_hash":
+            return rendezvous_rank(key, candidates)[0]
+        # sticky_least_loaded: a known conversation stays on its replica while that replica is
+        # a candidate (healthy, under max_concurrency_per_replica); a new one goes to the least
+        # loaded replica, ties broken by rendezvous order (so processes tend to agree).
+        known = self._sticky.get(key)
+        if known is not None and known in candidates:
+            self._sticky.move_to_end(key)
+            return known
+        low = min(r.in_flight for r in candidates)
+        ranked = rendezvous_rank(key, candidates)
+        chosen = next(r for r in ranked if r.in_flight == low)
+        self._sticky[key] = chosen
+        if len(self._sticky) > STICKY_CACHE_SIZE:
+            self._sticky.popitem(last=False)
+        return chosen
+
+    def _none_available(self, now: float) -> GatewayError:
+        waits = [r.open_until - now for r in self.replicas if r.open_until > now]
+        retry_after = max(1, math.ceil(min(waits))) if waits else 1
+        return GatewayError(
+            503,
+            f"route '{self.route_name}': no healthy upstream replica right now",
+            code="no_healthy_upstream",
+            headers={"retry-after": str(retry_after)},
+        )
+
+    # -- health ----------------------------------------------------------------------------
+    def record_success(self, replica: Replica) -> None:
+        replica.failures = 0
+        replica.ejections = 0
+        replica.probing = False
+        replica.open_until = 0.0
+        replica.last_error = None
+
+    def record_failure(self, replica: Replica, reason: str) -> None:
+        health = self.policy.health
+        replica.failures += 1
+        replica.last_error = reason
+        was_probe = replica.probing
+        replica.probing = False
+        if was_probe or replica.failures >= health.failures_to_eject:
+            backoff = min(health.max_eject_s, health.eject_s * (2**replica.ejections))
+            replica.ejections += 1
+            replica.open_until = time.monotonic() + backoff
+
+    def mark_reachable(self, replica: Replica, ok: bool) -> None:
+        """An active health check's verdict."""
+        if ok:
+            if replica.open_until or replica.failures:
+                self.record_success(replica)
+        else:
+            replica.failures = max(replica.failures, self.policy.health.failures_to_eject - 1)
+            self.record_failure(replica, "health check failed")
+
+    # -- backpressure ----------------------------------------------------------------------
+    def _has_slot(self) -> bool:
+        limit = self.policy.max_concurrency
+        if limit is not None and self.in_flight >= limit:
+            return False
+        per = self.policy.max_concurrency_per_replica
+        if per is not None:
+            now = time.monotonic()
+            return any(r.in_flight < per and r.open_until <= now for r in self.replicas)
+        return True
+
+    async def admit(self) -> None:
+        """Wait (bounded) for a slot on this route; 429 with Retry-After beyond the queue."""
+        if not self._waiters and self._has_slot():
+            self.in_flight += 1
+            return
+        if len(self._waiters) >= self.policy.max_queue:
+            raise self._busy("its wait queue is full")
+        waiter = _Waiter(asyncio.get_running_loop().create_future())
+        self._waiters.append(waiter)
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter.future), self.policy.queue_timeout_s)
+        except BaseException:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+            if waiter.future.done() and not waiter.future.cancelled():
+                self.release()  # woken, but gone before using the slot: hand it on
+            else:
+                waiter.future.cancel()
+            if isinstance(sys.exc_info()[1], TimeoutError):
+                raise self._busy("no slot freed in time") from None
+            raise
+
+    def release(self) -> None:
+        self.in_flight -= 1
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters and self._has_slot():
+            waiter = self._waiters.popleft()
+            if not waiter.future.done():
+                self.in_flight += 1  # the slot passes straight to the waiter
+                waiter.future.set_result(None)
+
+    def _busy(self, why: str) -> GatewayError:
+        return GatewayError(
+            429,
+            f"route '{self.route_name}' is at its concurrency limit and {why}; retry later",
+            type="rate_limit_error",
+            code="gateway_overloaded",
+            headers={"retry-after": "1"},
+        )
+
+    def queue_depth(self) -> int:
+        return len(self._waiters)
+
+    def snapshot(self) -> dict[str, Any]:
+        now = time.monotonic()
+        return {
+            "route": self.route_name,
+            "strategy": self.policy.strategy,
+            "in_flight": self.in_flight,
+            "queued": len(self._waiters),
+            "max_concurrency": self.policy.max_concurrency,
+            "replicas": [
+                {
+                    "upstream": r.origin,
+                    "state": r.state(now),
+                    "in_flight": r.in_flight,
+                    "served": r.served,
+                    "consecutive_failures": r.failures,
+                    "ejected_for_s": round(max(0.0, r.open_until - now), 3),
+                    "last_error": r.last_error,
+                }
+                for r in self.replicas
+            ],
+        }

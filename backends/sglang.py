@@ -1,0 +1,93 @@
+"""SGLang (OpenAI-compatible server).
+
+Quirks: unknown fields are silently ignored (pydantic's default), so vLLM-only extras would
+do nothing: translated where SGLang has an equivalent (structured outputs, request id, stop
+string trimming), else refused. Reasoning comes as `reasoning_content`; the gateway adds
+`reasoning` with the same text (the documented shape) and keeps the original field.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from backends import extras
+from backends.answers import ChunkTransform, normalize_reasoning, reasoning_chunk
+from backends.openai_compat import OpenAICompatDriver
+from backends.params import ParamTable, honour_all, refuse_all, refused, rename, translated
+from backends.structured import emit_sglang, structured_via
+from gateway.translate import ChatDialect
+
+_SGLANG_FIELD = {
+    "guided_json": "response_format",
+    "guided_regex": "regex",
+    "guided_choice": "regex",
+    "guided_grammar": "ebnf",
+    "structured_outputs": "response_format",
+}
+_STRUCTURED = [
+    translated(
+        name,
+        "sent in SGLang's form: a JSON schema as `response_format`, a regex or choice as "
+        "`regex`, a grammar as `ebnf`",
+        structured_via(name, emit_sglang),
+        to=_SGLANG_FIELD.get(name),
+    )
+    for name in (*extras.GUIDED, "structured_outputs")
+]
+_TRANSLATED_VLLM = {"structured_outputs", "request_id", "include_stop_str_in_output"}
+
+TABLE = ParamTable(
+    family="sglang",
+    params=(
+        *honour_all(extras.OPENAI_CORE),
+        *honour_all(extras.BOOKKEEPING, "accepted; no effect on the answer"),
+        *honour_all(extras.SHARED_ENGINE_EXTRAS),
+        *honour_all(extras.SGLANG_ONLY),
+        *_STRUCTURED,
+        translated("request_id", "sent as SGLang's `rid`", rename("request_id", "rid"), to="rid"),
+        translated(
+            "include_stop_str_in_output",
+            "sent as SGLang's `no_stop_trim`",
+            rename("include_stop_str_in_output", "no_stop_trim"),
+            to="no_stop_trim",
+        ),
+        refused(
+            "return_tokens_as_token_ids",
+            "SGLang has no `token_id:<n>` logprob tokens; ask for `return_token_ids` (and "
+            "`return_prompt_token_ids`) instead.",
+        ),
+        refused(extras.GUIDED_BACKEND, "SGLang picks its grammar backend at start-up."),
+        *refuse_all(extras.OPENAI_ONLY, "an OpenAI-only feature; SGLang would ignore it silently."),
+        *refuse_all(
+            (
+                n
+                for n in extras.VLLM_ONLY
+                if n not in _TRANSLATED_VLLM and n != "return_tokens_as_token_ids"
+            ),
+            "a vLLM-only extra; SGLang would ignore it silently.",
+        ),
+    ),
+    unknown="pass",
+    unknown_note="SGLang ignores fields it does not know.",
+)
+
+_COMPLETIONS_TRANSLATIONS = {p.name: p for p in _STRUCTURED if p.name != "structured_outputs"}
+
+
+class SGLangDriver(OpenAICompatDriver):
+    params = TABLE
+    dialect = ChatDialect(reasoning_field="reasoning_content")
+    engine_paths = frozenset({"/tokenize", "/detokenize"})
+
+    def adapt_answer(self, answer: dict[str, Any]) -> dict[str, Any]:
+        return normalize_reasoning(answer)
+
+    def chunk_transform(self) -> ChunkTransform | None:
+        return reasoning_chunk
+
+    def adapt_completions(self, body: dict[str, Any]) -> dict[str, Any]:
+        for name in [k for k in body if k in _COMPLETIONS_TRANSLATIONS]:
+            value = body.pop(name)
+            if value is not None:
+                _COMPLETIONS_TRANSLATIONS[name].translate(body, value)  # type: ignore[misc]
+        return body

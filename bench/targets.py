@@ -1,0 +1,222 @@
+"""What the load generator is pointed at: the fake upstream itself (direct), the gateway,
+nginx as a plain reverse proxy, and LiteLLM's proxy. Each target knows how to start, where
+its fast and slow routes are, and which processes to measure."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+from procs import ROOT, Proc, wait_answer
+
+CACHE = Path(os.environ.get("GYM_GATEWAY_CACHE", Path.home() / ".cache" / "gym-gateway"))
+LITELLM_VENV = CACHE / "litellm-venv"
+LITELLM_KEY = "sk-bench-0123456789"
+MODEL = "bench-model"
+SLOW_MODEL = "bench-slow"
+
+
+@dataclass
+class Target:
+    name: str
+    port: int  # fast routes (Chat, Responses)
+    slow_port: int  # the slow-stream route
+    proc: Proc | None = None  # None: nothing of ours to measure (direct)
+    responses: bool = True  # can serve /v1/responses
+    headers: str = ""  # extra request header lines
+    startup_s: float | None = None
+    idle_rss: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.stop()
+
+
+def _probe_body(model: str = MODEL) -> bytes:
+    return orjson.dumps({"model": model, "messages": [{"role": "user", "content": "hi"}]})
+
+
+# ---- the gateway --------------------------------------------------------------------------
+
+
+def gateway_config(port: int, fast: int, slow: int, workers: int = 1) -> str:
+    return f"""server:
+  host: 127.0.0.1
+  port: {port}
+  workers: {workers}
+models:
+  - name: {MODEL}
+    backend: vllm
+    base_url: http://127.0.0.1:{fast}/v1
+    upstream_model: fake
+  - name: {SLOW_MODEL}
+    backend: vllm
+    base_url: http://127.0.0.1:{slow}/v1
+    upstream_model: fake
+"""
+
+
+def start_gateway(
+    python: str, port: int, fast: int, slow: int, logdir: Path, cpu: str, workers: int = 1
+) -> Target:
+    config = logdir / f"gateway-{port}.yaml"
+    config.write_text(gateway_config(port, fast, slow, workers))
+    proc = Proc(
+        "gateway" if workers == 1 else f"gateway-x{workers}",
+        [python, "-m", "gateway", "serve", "--config", str(config)],
+        logdir / f"gateway-{port}.log",
+    ).start(cpu)
+    target = Target(proc.name, port, port, proc)
+    target.startup_s = wait_answer(proc, port, "/v1/chat/completions", _probe_body())
+    return target
+
+
+# ---- nginx --------------------------------------------------------------------------------
+
+
+def ensure_nginx() -> str | None:
+    """The nginx binary; installs nginx-light with apt-get when missing (says so)."""
+    found = shutil.which("nginx") or (
+        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
+    )
+    if found:
+        return found
+    if shutil.which("apt-get") is None or os.geteuid() != 0:
+        print("nginx not found and cannot be installed here: the nginx row is skipped")
+        return None
+    print("nginx not found: installing nginx-light with apt-get (one time)", flush=True)
+    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "nginx-light"]):
+        if subprocess.run(cmd, stdout=subprocess.DEVNULL, check=False).returncode != 0:
+            print(f"`{' '.join(cmd)}` failed: the nginx row is skipped")
+            return None
+    return shutil.which("nginx") or "/usr/sbin/nginx"
+
+
+def nginx_config(
+    workdir: Path, port: int, slow_port: int, fast: int, slow: int, nofile: int
+) -> str:
+    temp = "\n".join(
+        f"  {kind}_temp_path {workdir}/{kind};"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    proxy = (
+        'proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering off; '
+        "proxy_read_timeout 600s;"
+    )
+    user = "user root;\n" if os.geteuid() == 0 else ""
+    return f"""{user}worker_processes 1;
+worker_rlimit_nofile {nofile};
+pid {workdir}/nginx.pid;
+error_log {workdir}/error.log warn;
+events {{ worker_connections {max(1024, nofile - 100)}; multi_accept on; }}
+http {{
+  access_log off;
+{temp}
+  keepalive_timeout 75s;
+  keepalive_requests 10000000;
+  upstream fast {{ server 127.0.0.1:{fast}; keepalive 1024; }}
+  upstream slow {{ server 127.0.0.1:{slow}; keepalive 1024; }}
+  server {{ listen 127.0.0.1:{port} backlog=4096;
+    location / {{ proxy_pass http://fast; {proxy} }} }}
+  server {{ listen 127.0.0.1:{slow_port} backlog=4096;
+    location / {{ proxy_pass http://slow; {proxy} }} }}
+}}
+"""
+
+
+def start_nginx(
+    binary: str,
+    port: int,
+    slow_port: int,
+    fast: int,
+    slow: int,
+    logdir: Path,
+    cpu: str,
+    nofile: int,
+) -> Target:
+    workdir = logdir / "nginx"
+    workdir.mkdir(parents=True, exist_ok=True)
+    conf = workdir / "nginx.conf"
+    conf.write_text(nginx_config(workdir, port, slow_port, fast, slow, nofile))
+    proc = Proc(
+        "nginx", [binary, "-p", str(workdir), "-c", str(conf), "-g", "daemon off;"],
+        logdir / "nginx.log",
+    ).start(cpu)  # fmt: skip
+    target = Target("nginx", port, slow_port, proc, responses=False)
+    target.startup_s = wait_answer(proc, port, "/v1/chat/completions", _probe_body())
+    return target
+
+
+# ---- LiteLLM ------------------------------------------------------------------------------
+
+
+def ensure_litellm() -> Path | None:
+    """A separate venv with `litellm[proxy]` (cached; the first install takes minutes)."""
+    binary = LITELLM_VENV / "bin" / "litellm"
+    if binary.exists():
+        return binary
+    print(f"installing litellm[proxy] into {LITELLM_VENV} (one time, a few minutes)", flush=True)
+    LITELLM_VENV.parent.mkdir(parents=True, exist_ok=True)
+    steps = (
+        [sys.executable, "-m", "venv", str(LITELLM_VENV)],
+        [str(LITELLM_VENV / "bin" / "pip"), "install", "-q", "litellm[proxy]"],
+    )
+    for cmd in steps:
+        if subprocess.run(cmd, check=False).returncode != 0:
+            print(f"`{' '.join(cmd)}` failed: the LiteLLM row is skipped")
+            return None
+    return binary
+
+
+def litellm_config(fast: int, slow: int) -> str:
+    # hosted_vllm would send /v1/responses upstream natively; use_chat_completions_api makes
+    # LiteLLM translate to Chat Completions as the gateway does, so the rows compare alike.
+    def route(name: str, port: int) -> str:
+        return f"""  - model_name: {name}
+    litellm_params:
+      model: hosted_vllm/fake
+      api_base: http://127.0.0.1:{port}/v1
+      api_key: none
+      use_chat_completions_api: true
+"""
+
+    return f"""model_list:
+{route(MODEL, fast)}{route(SLOW_MODEL, slow)}litellm_settings:
+  telemetry: false
+  num_retries: 0
+  request_timeout: 600
+general_settings:
+  master_key: {LITELLM_KEY}
+"""
+
+
+def start_litellm(binary: Path, port: int, fast: int, slow: int, logdir: Path, cpu: str) -> Target:
+    conf = logdir / "litellm.yaml"
+    conf.write_text(litellm_config(fast, slow))
+    env = {
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "LITELLM_LOG": "ERROR",
+        "LITELLM_TELEMETRY": "False",
+        "DISABLE_SCHEMA_UPDATE": "True",
+    }
+    args = [str(binary), "--config", str(conf), "--host", "127.0.0.1", "--port", str(port)]
+    proc = Proc("litellm", [*args, "--num_workers", "1"], logdir / "litellm.log", env).start(cpu)
+    headers = f"authorization: Bearer {LITELLM_KEY}\r\n"
+    target = Target("litellm", port, port, proc, headers=headers)
+    target.startup_s = wait_answer(
+        proc, port, "/v1/chat/completions", _probe_body(), headers, timeout=180
+    )
+    return target
+
+
+def direct(fast: int, slow: int) -> Target:
+    return Target("direct", fast, slow, None, responses=False)
+
+
+__all__ = ["ROOT", "Target"]

@@ -1,0 +1,173 @@
+"""Admin endpoints (the refit control plane and pool state) and the active health poller.
+
+All under /admin/, protected by `server.admin_key` (loopback-only when it is unset).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from backends.http import Upstream
+from gateway.errors import InvalidRequest
+from gateway.request_io import json_response, read_json_body
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
+
+log = logging.getLogger("gateway.admin")
+PAUSE_MODES = ("wait", "keep", "abort")
+
+
+def upstreams(gateway: Gateway) -> Iterator[tuple[str, Upstream]]:
+    """The current router's upstreams (after a reload, only the new ones)."""
+    for name, driver in gateway.router.drivers.items():
+        upstream = getattr(driver, "upstream", None)
+        if isinstance(upstream, Upstream):
+            yield name, upstream
+
+
+async def _optional_json(request: Request) -> dict[str, Any]:
+    if request.headers.get("content-length") in (None, "0"):
+        return {}
+    return await read_json_body(request, 64 * 1024)
+
+
+async def _fan_out(gateway: Gateway, path: str) -> list[dict[str, Any]]:
+    """Call each engine replica's own endpoint on routes with `engine_control: true`."""
+    calls, where = [], []
+    for name, upstream in upstreams(gateway):
+        if not gateway.router.routes[name].engine_control:
+            continue
+        for replica in upstream.pool.replicas:
+            calls.append(gateway.http.post_status(replica.origin + path))
+            where.append((name, replica.origin))
+    results = await asyncio.gather(*calls)
+    return [
+        {"route": name, "upstream": origin, "status": status, "detail": detail}
+        for (name, origin), (status, detail) in zip(where, results, strict=True)
+    ]
+
+
+async def pause(request: Request) -> Response:
+    gateway: Gateway = request.app.state.gateway
+    body = await _optional_json(request)
+    mode = body.get("mode", request.query_params.get("mode", "wait"))
+    if mode not in PAUSE_MODES:
+        raise InvalidRequest(f"mode must be one of {', '.join(PAUSE_MODES)}", param="mode")
+    timeout = body.get("timeout_s", 600)
+    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout < 0:
+        raise InvalidRequest("timeout_s must be a number >= 0", param="timeout_s")
+    engines_task = asyncio.ensure_future(_fan_out(gateway, f"/pause?mode={mode}"))
+    result = await gateway.control.pause(mode, float(timeout))
+    result["engines"] = await engines_task
+    log.info("paused (mode %s): %s", mode, result)
+    return json_response(result)
+
+
+async def resume(request: Request) -> Response:
+    gateway: Gateway = request.app.state.gateway
+    engines = await _fan_out(gateway, "/resume")
+    result = gateway.control.resume()
+    result["engines"] = engines
+    log.info("resumed: %s", result)
+    return json_response(result)
+
+
+async def status(request: Request) -> Response:
+    return json_response(request.app.state.gateway.control.status())
+
+
+async def policy_version(request: Request) -> Response:
+    gateway: Gateway = request.app.state.gateway
+    if request.method == "POST":
+        body = await read_json_body(request, 64 * 1024)
+        version = body.get("version")
+        if version is not None and not isinstance(version, (str, int)):
+            raise InvalidRequest("version must be a string, an integer or null", param="version")
+        gateway.control.policy_version = None if version is None else str(version)
+    return json_response({"policy_version": gateway.control.policy_version})
+
+
+async def pools(request: Request) -> Response:
+    gateway: Gateway = request.app.state.gateway
+    return json_response({"pools": [u.pool.snapshot() for _, u in upstreams(gateway)]})
+
+
+ROUTES = [
+    Route("/admin/pause", pause, methods=["POST"]),
+    Route("/admin/resume", resume, methods=["POST"]),
+    Route("/admin/status", status, methods=["GET"]),
+    Route("/admin/policy_version", policy_version, methods=["GET", "POST"]),
+    Route("/admin/pools", pools, methods=["GET"]),
+]
+
+
+async def poll_health(gateway: Gateway) -> None:
+    """Active health checks: each replica's health path on its origin, every interval."""
+    last: dict[int, float] = {}
+    loop = asyncio.get_running_loop()
+    while True:
+        now = loop.time()
+        checks = []
+        for name, upstream in upstreams(gateway):
+            health = gateway.router.routes[name].health
+            if health.path is None:
+                continue
+            for replica in upstream.pool.replicas:
+                if now - last.get(id(replica), -1e9) < health.interval_s:
+                    continue
+                last[id(replica)] = now
+                checks.append(_check(gateway, upstream, replica, health.path))
+        if checks:
+            await asyncio.gather(*checks)
+        await asyncio.sleep(0.5)
+
+
+async def _check(gateway: Gateway, upstream: Upstream, replica: Any, path: str) -> None:
+    code = await gateway.http.get_status(replica.origin + path)
+    upstream.pool.mark_reachable(replica, code is not None and code < 500)
+
+
+@contextlib.asynccontextmanager
+async def health_poller(gateway: Gateway):  # type: ignore[no-untyped-def]
+    task = asyncio.create_task(poll_health(gateway))
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def register_pool_metrics(gateway: Gateway) -> None:
+    """Pool gauges read at scrape time from the current router's pools."""
+    from gateway.metrics import CallbackGauge
+
+    def queue_depth() -> dict[tuple[str, ...], float]:
+        return {(name,): u.pool.queue_depth() for name, u in upstreams(gateway)}
+
+    def replica_states() -> dict[tuple[str, ...], float]:
+        now = time.monotonic()
+        counts: dict[tuple[str, ...], float] = {}
+        for name, upstream in upstreams(gateway):
+            for replica in upstream.pool.replicas:
+                key = (name, replica.state(now))
+                counts[key] = counts.get(key, 0) + 1
+        return counts
+
+    registry = gateway.metrics.registry
+    registry.add(CallbackGauge(
+        "gateway_pool_queue_depth", "Requests waiting for a concurrency slot, by route.",
+        ("route",), queue_depth))  # fmt: skip
+    registry.add(CallbackGauge(
+        "gateway_pool_replicas", "Upstream replicas by route and state.",
+        ("route", "state"), replica_states))  # fmt: skip
