@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 import signal
@@ -28,6 +29,7 @@ from gateway.engines import LaunchOptions
 log = logging.getLogger("gateway.engine")
 
 HEALTH_POLL_S = 0.5
+_SECRET_NAMES = ("key", "token", "secret", "password")
 STABLE_AFTER_S = 60.0  # an engine up this long starts the next restart backoff from 1 s
 _TAIL_LINES = 20
 
@@ -46,6 +48,24 @@ def _die_with_parent() -> None:
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+def secrets_of(route: RouteConfig) -> list[str]:
+    """Values never to log: the route's key, secret-looking flags and environment values
+    (vLLM, for one, logs its non-default arguments, `--api-key` included)."""
+    found = []
+    if route.api_key is not None and route.api_key.get_secret_value():
+        found.append(route.api_key.get_secret_value())
+    options = route.launch
+    if options is not None:
+        argv = options.argv
+        for flag, value in itertools.pairwise(argv):
+            if flag.startswith("-") and any(n in flag.lower() for n in _SECRET_NAMES):
+                found.append(value)
+        for name, value in options.env.items():
+            if any(n in name.lower() for n in _SECRET_NAMES):
+                found.append(value)
+    return sorted({v for v in found if len(v) >= 4}, key=len, reverse=True)
+
+
 def default_health_url(route: RouteConfig) -> str:
     base = route.base_url or ""
     root = base[: -len("/v1")] if base.endswith("/v1") else base
@@ -58,6 +78,7 @@ class ManagedEngine:
         self.route = route.name
         self.options: LaunchOptions = route.launch
         self.health_url = self.options.health_url or default_health_url(route)
+        self._secrets = secrets_of(route)
         self.proc: asyncio.subprocess.Process | None = None
         self.state = "stopped"
         self.restarts = 0
@@ -82,9 +103,8 @@ class ManagedEngine:
         )
         self._started_at = time.monotonic()
         self.state = "starting"
-        log.info(
-            "[%s] started engine (pid %d): %s", self.route, self.proc.pid, self.options.command
-        )
+        program = self.options.argv[0]  # not the whole line: it may hold an API key
+        log.info("[%s] started engine %s (pid %d)", self.route, program, self.proc.pid)
         self._pump = asyncio.create_task(self._pump_logs(self.proc))
 
     async def _pump_logs(self, proc: asyncio.subprocess.Process) -> None:
@@ -97,6 +117,8 @@ class ManagedEngine:
             if not raw:
                 return
             for line in raw.decode("utf-8", "replace").replace("\r", "\n").splitlines():
+                for secret in self._secrets:
+                    line = line.replace(secret, "***")
                 if line.strip():
                     self.tail.append(line)
                     log.info("[%s] %s", self.route, line)

@@ -73,6 +73,8 @@ class LiteLLMDriver(Driver):
             kwargs["api_key"] = route.api_key.get_secret_value()
         if route.headers:
             kwargs["extra_headers"] = dict(route.headers)
+        # no hidden retries: a 429 reaches the client with its Retry-After (SDKs retry)
+        kwargs.setdefault("max_retries", 0)
         if route.timeouts.total is not None:
             kwargs["timeout"] = route.timeouts.total
         if getattr(route, "unsupported_params", "error") == "drop":

@@ -172,8 +172,10 @@ class _FidelityView(Mapping[str, Any]):
             return self._rule("honour", note=param.note)
         if param.action == REFUSED:
             return self._refused
-        if param.to is None or param.to == param.name:
+        if param.to is None:  # nothing is sent
             return self._rule("drop", note=param.note)
+        if param.to == param.name:  # same field, value mapped (Gemini's effort levels)
+            return self._rule("honour", note=param.note)
         return self._rule("translate", to=param.to, note=param.note)
 
     def __getitem__(self, name: str) -> Any:

@@ -17,22 +17,21 @@ from backends.params import ParamTable, honour_all, refuse_all, refused, rename,
 from backends.structured import emit_sglang, structured_via
 from gateway.translate import ChatDialect
 
-_SGLANG_FIELD = {
-    "guided_json": "response_format",
-    "guided_regex": "regex",
-    "guided_choice": "regex",
-    "guided_grammar": "ebnf",
-    "structured_outputs": "response_format",
+# name -> (what SGLang receives, how)
+_SGLANG_FORM = {
+    "guided_json": ("response_format", "sent as `response_format` (json_schema)"),
+    "guided_regex": ("regex", "sent as `regex`"),
+    "guided_choice": ("regex", "sent as a `regex` matching exactly one of the choices"),
+    "guided_grammar": ("ebnf", "sent as `ebnf` (both engines use xgrammar's EBNF)"),
+    "structured_outputs": (
+        "response_format",
+        "its one constraint in SGLang's form: json as `response_format`, regex and choice as "
+        "`regex`, grammar as `ebnf` (whitespace options are refused)",
+    ),
 }
 _STRUCTURED = [
-    translated(
-        name,
-        "sent in SGLang's form: a JSON schema as `response_format`, a regex or choice as "
-        "`regex`, a grammar as `ebnf`",
-        structured_via(name, emit_sglang),
-        to=_SGLANG_FIELD.get(name),
-    )
-    for name in (*extras.GUIDED, "structured_outputs")
+    translated(name, how, structured_via(name, emit_sglang), to=field)
+    for name, (field, how) in _SGLANG_FORM.items()
 ]
 _TRANSLATED_VLLM = {"structured_outputs", "request_id", "include_stop_str_in_output"}
 
@@ -57,6 +56,7 @@ TABLE = ParamTable(
             "`return_prompt_token_ids`) instead.",
         ),
         refused(extras.GUIDED_BACKEND, "SGLang picks its grammar backend at start-up."),
+        refused("guided_whitespace_pattern", "SGLang has no whitespace-pattern option."),
         *refuse_all(extras.OPENAI_ONLY, "an OpenAI-only feature; SGLang would ignore it silently."),
         *refuse_all(
             (

@@ -106,7 +106,17 @@ TABLE = ParamTable(
                 structured_via(name, emit_tgi),
                 to="response_format",
             )
-            for name in (*extras.GUIDED, "structured_outputs", "regex")
+            for name in (
+                "guided_json",
+                "guided_regex",
+                "guided_choice",
+                "structured_outputs",
+                "regex",
+            )
+        ),
+        *refuse_all(
+            ("guided_grammar", "guided_whitespace_pattern", "ebnf"),
+            "TGI constrains output with a JSON schema or a regex only.",
         ),
         translated(
             "parallel_tool_calls",

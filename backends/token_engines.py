@@ -203,6 +203,7 @@ class SGLangTokenEngine(TokenEngine):
         ctx: RequestContext,
         generation_prompt: bool = True,
     ) -> list[int]:
+        # SGLang's chat endpoint always adds the generation prompt (see history_turns)
         req = self.render_body(messages, body)
         req.update(max_tokens=1, temperature=0.0, return_prompt_token_ids=True, stream=False)
         driver = self.driver
@@ -251,8 +252,11 @@ class SGLangTokenEngine(TokenEngine):
         if client.get("return_token_ids") and answer.get("prompt_token_ids") is None:
             answer["prompt_token_ids"] = answer["choices"][0].get("prompt_token_ids")
 
+    _asked_len = False
+
     async def model_len(self, ctx: RequestContext) -> int | None:
-        if self.max_len is None:
+        if self.max_len is None and not self._asked_len:
+            self._asked_len = True  # once: an engine that does not say will not say later
             self.max_len = await self._models_max_len()
         return self.max_len
 

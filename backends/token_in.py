@@ -73,8 +73,7 @@ class Plan:
     body: dict[str, Any]
     client: dict[str, Any]
     capture: bool = False
-    prompt: list[int] | None = None
-    required_prefix: list[int] | None = None
+    prompt: list[int] | None = None  # the ids sent as the prompt (checked against the echo)
 
 
 def _unsupported(route: RouteConfig, body: dict[str, Any]) -> GatewayError:
@@ -113,14 +112,14 @@ async def plan_request(
         if wants_token_ids(body):
             raise _unsupported(route, body)
         return Plan(body, client)
-    if capture or route.training is not None:
+    if capture:
         check_capture(body)
     tr = read_token_request(body)
     out = {k: v for k, v in body.items() if k != PREFIX_FIELD}
     out["messages"] = tr.messages
     out = driver.prepare_chat(out)  # route defaults and overrides count for the clamp
     engine.clean(out)
-    plan = Plan(out, client, capture, required_prefix=tr.required_prefix)
+    plan = Plan(out, client, capture)
     if capture or tr.required_prefix is not None:
         plan.prompt = await build_prompt(engine, tr, out, ctx)
         clamp_max_tokens(out, len(plan.prompt), await engine.model_len(ctx))

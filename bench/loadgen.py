@@ -216,54 +216,61 @@ async def closed_loop(
     duration: float,
     drain: float = 10.0,
     on_window: Callable[[bool], None] | None = None,
+    max_duration: float = 30.0,
 ) -> CellResult:
     """`concurrency` connections each sending requests back to back; only answers that
-    finish inside the measuring window count. `on_window(True/False)` marks its edges
-    (the caller samples the server's CPU time there)."""
+    finish inside the measuring window count. A slow target gets a longer window (up to
+    `max_duration`) until at least `concurrency` answers came, so its rate is not read as 0.
+    `on_window(True/False)` marks the window's edges (the caller samples CPU time there)."""
     conns = await asyncio.gather(
         *(_connect(host, port) for _ in range(concurrency)), return_exceptions=True
     )
     live = [c for c in conns if isinstance(c, _Conn)]
     result = CellResult(errors=concurrency - len(live))
-    t_start = now()
-    t_measure = t_start + warmup
-    t_end = t_measure + duration
+    t_measure = now() + warmup
+    window = [t_measure + duration]  # its end; moved later for slow targets
 
     async def worker(conn: _Conn) -> None:
-        while now() < t_end:
-            if conn.closed:
-                try:
-                    conn = await _connect(host, port)
-                except OSError:
-                    result.errors += 1
-                    await asyncio.sleep(0.05)
+        try:
+            while now() < window[0]:
+                if conn.closed:
+                    try:
+                        conn = await _connect(host, port)
+                    except OSError:
+                        result.errors += 1
+                        await asyncio.sleep(0.05)
+                        continue
+                outcome = await conn.send(scenario)
+                done = now()
+                if done < t_measure or done > window[0]:  # count what completes inside the window
                     continue
-            started = now()
-            outcome = await conn.send(scenario)
-            done = started + outcome.latency
-            if started < t_measure or done > t_end:
-                continue
-            if not outcome.ok:
-                result.errors += 1
-                continue
-            result.completed += 1
-            result.latencies.append(outcome.latency)
-            if outcome.ttft is not None and scenario.stream:
-                result.ttfts.append(outcome.ttft)
-        _close(conn)
+                if not outcome.ok:
+                    result.errors += 1
+                    continue
+                result.completed += 1
+                result.latencies.append(outcome.latency)
+                if outcome.ttft is not None and scenario.stream:
+                    result.ttfts.append(outcome.ttft)
+        finally:
+            _close(conn)
 
     tasks = [asyncio.ensure_future(worker(c)) for c in live]
+    await asyncio.sleep(max(0.0, t_measure - now()))
     if on_window is not None:
-        await asyncio.sleep(max(0.0, t_measure - now()))
         on_window(True)
-        await asyncio.sleep(max(0.0, t_end - now()))
+    while True:
+        await asyncio.sleep(max(0.0, window[0] - now()))
+        if result.completed >= concurrency or window[0] - t_measure >= max_duration:
+            break
+        window[0] += duration
+    if on_window is not None:
         on_window(False)
-    _, pending = await asyncio.wait(tasks, timeout=max(0.0, t_end - now()) + drain)
+    _, pending = await asyncio.wait(tasks, timeout=drain)
     for task in pending:
         task.cancel()
     for conn in live:
         _close(conn)
-    result.seconds = duration
+    result.seconds = window[0] - t_measure
     return result
 
 
@@ -284,11 +291,12 @@ async def many_streams(
     scenario: Scenario,
     count: int,
     deadline: float,
-    batch: int = 250,
-    batch_pause: float = 0.02,
+    rate: float = 2000.0,
+    batch: int = 50,
 ) -> SlowResult:
-    """`count` streams open at once (connections opened in batches so the listen backlog
-    holds them); waits for all of them up to `deadline` seconds."""
+    """`count` streams open at once: they start at `rate` new streams per second (in small
+    batches, as a pool of rollout workers would start), each lasts as long as the upstream
+    stream; waits for all of them up to `deadline` seconds."""
     result = SlowResult(requested=count)
     conns: list[_Conn] = []
     t0 = now()
@@ -312,7 +320,7 @@ async def many_streams(
     tasks: list[asyncio.Task[None]] = []
     for start in range(0, count, batch):
         tasks += [asyncio.ensure_future(one()) for _ in range(min(batch, count - start))]
-        await asyncio.sleep(batch_pause)
+        await asyncio.sleep(max(0.0, t0 + (start + batch) / rate - now()))
     _, pending = await asyncio.wait(tasks, timeout=max(0.1, deadline - (now() - t0)))
     result.unfinished = len(pending)
     for task in pending:

@@ -40,7 +40,8 @@ from procs import (
 
 SCENARIOS = ("chat", "chat_stream", "responses", "responses_stream")
 CHAT_DONE, CHAT_ERROR = b"data: [DONE]", b'data: {"error"'
-RESP_DONE, RESP_ERROR = b"event: response.completed", b"event: error"
+# Markers found with or without `event:` lines (LiteLLM sends only `data:`).
+RESP_DONE, RESP_ERROR = b"response.completed", b"response.failed"
 
 
 def scenario(name: str, target: targets.Target, model: str = targets.MODEL) -> Scenario:
@@ -111,7 +112,9 @@ async def run_slow(target: targets.Target, count: int, opts: argparse.Namespace)
     sc = scenario("chat_stream", target, targets.SLOW_MODEL)
     deadline = opts.slow_chunks * opts.slow_delay_ms / 1000 * 3 + 30
     meter.mark(True)
-    res = await many_streams("127.0.0.1", target.slow_port, sc, count, deadline)
+    # All `count` streams are open at once from the end of the ramp until the first ends.
+    ramp = opts.slow_ramp * (2.5 if count > opts.slow_many else 1.0)
+    res = await many_streams("127.0.0.1", target.slow_port, sc, count, deadline, count / ramp)
     meter.mark(False)
     stop.set()
     await sampler
@@ -210,6 +213,9 @@ async def main_async(opts: argparse.Namespace) -> dict:
     logdir.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"meta": {**machine(), "mode": "quick" if opts.quick else "full"}}
     results["meta"]["nofile"] = opts.nofile
+    results["meta"]["slow"] = {
+        "chunks": opts.slow_chunks, "delay_ms": opts.slow_delay_ms, "ramp_s": opts.slow_ramp
+    }  # fmt: skip
     results["meta"]["started"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     results["translation_micro"] = translation_micro(python)
     print(f"translation micro-benchmark: {results['translation_micro']}", flush=True)
@@ -283,17 +289,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-nginx", action="store_true", help="leave out the nginx row")
     parser.add_argument("--only", nargs="+", choices=["direct", "gateway", "nginx", "litellm"])
     parser.add_argument("--no-slow", action="store_true", help="leave out the slow-stream tests")
+    parser.add_argument("--conc", type=int, nargs="+", default=[1, 32, 256], help="concurrencies")
+    parser.add_argument("--duration", dest="duration_arg", type=float, help="seconds per cell")
     parser.add_argument("--skip-scenarios", nargs="*", default=[], choices=SCENARIOS)
+    parser.add_argument(
+        "--slow-ramp", type=float, default=2.0,
+        help="seconds over which the many slow streams start (x2.5 for the very many)",
+    )  # fmt: skip
     parser.add_argument("--workers-check", type=int, default=None, help="also run --workers N")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     opts = parser.parse_args(argv)
-    opts.conc = (1, 32, 256)
+    opts.conc = tuple(opts.conc)
     if opts.quick:
-        opts.warmup, opts.duration = 0.3, 1.0
+        opts.warmup, opts.duration = 0.5, 1.5
         opts.slow_many, opts.slow_huge, opts.slow_chunks, opts.slow_delay_ms = 300, 1000, 20, 100
+        opts.slow_ramp = min(opts.slow_ramp, 0.4)  # streams of 2 s: keep them all concurrent
     else:
         opts.warmup, opts.duration = 1.0, 5.0
         opts.slow_many, opts.slow_huge, opts.slow_chunks, opts.slow_delay_ms = 2000, 10000, 100, 100
+    if opts.duration_arg:
+        opts.duration = opts.duration_arg
     if opts.workers_check is None:
         opts.workers_check = 0 if opts.quick else 2
     default = ["direct", "gateway"] + ([] if opts.no_nginx else ["nginx"])

@@ -229,15 +229,20 @@ class RouteConfig(PoolPolicy):
             object.__setattr__(self, "base_url", self.base_url.rstrip("/"))
 
     def _check_token_fields(self) -> None:
+        if self.tokens_forced and self.backend not in TOKEN_BACKENDS:
+            raise ValueError(
+                f"training and token_ids: always need a vllm or sglang backend; "
+                f"'{self.backend}' cannot return real token ids"
+            )
         if self.tokens_forced and self.native_responses:
             raise ValueError(
                 "native_responses sends /v1/responses upstream untouched, so training and "
                 "token_ids: always cannot apply there; remove native_responses"
             )
-        if self.token_ids == "always" and self.backend not in TOKEN_BACKENDS:
+        if self.tokens_forced and self.fallbacks:
             raise ValueError(
-                f"token_ids: always needs a vllm or sglang backend; '{self.backend}' cannot "
-                "return real token ids"
+                "fallbacks would serve a training / token_ids: always request from another "
+                "model, whose token ids and log-probs the trainer cannot use; remove them"
             )
         if self.training is not None:
             for key in ("temperature", "top_p", "top_k", "n"):

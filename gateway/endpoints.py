@@ -6,16 +6,18 @@ import time
 from typing import TYPE_CHECKING
 
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from backends.token_in import TokenPath, uses_token_path
 from gateway import fidelity
 from gateway.context import RequestContext
 from gateway.errors import GatewayError
+from gateway.fallback import with_fallbacks
 from gateway.relay import (
     SSE_HEADERS,
     ClientGone,
     ModelRewriter,
+    SSEResponse,
     relay_chat_stream,
     until_disconnect,
 )
@@ -23,6 +25,7 @@ from gateway.request_io import json_response, read_json_body
 from gateway.validation import check_chat_body
 
 if TYPE_CHECKING:
+    from backends.base import Driver
     from gateway.app import Gateway
 
 # nginx-style "client closed request"; the client never sees it.
@@ -50,20 +53,31 @@ async def chat_completions(request: Request) -> Response:
     ctx.response_headers[fidelity.HEADER] = fidelity.header_value(verdict)
     if gateway.recording is not None:
         gateway.recording.attach(ctx, body)
-    try:
-        if body.get("stream"):
-            ctx.stream = True
-            stream = await until_disconnect(request, driver.open_chat_stream(body, ctx))
-            rewrite = ModelRewriter(driver.route.target_model, model)
-            chunks = relay_chat_stream(stream, rewrite, ctx)
+    stream = bool(body.get("stream"))
+    ctx.stream = stream
+
+    async def serve(route_driver: Driver) -> Response:
+        if route_driver is not driver and uses_token_path(route_driver.route, body):
+            route_driver = TokenPath(route_driver)  # a fallback route on the token path
+        if stream:
+            upstream = await until_disconnect(request, route_driver.open_chat_stream(body, ctx))
+            rewrite = ModelRewriter(route_driver.route.target_model, model)
+            chunks = relay_chat_stream(upstream, rewrite, ctx)
             if ctx.recorder is not None and ctx.recorder.bodies:
                 chunks = ctx.recorder.tee(ctx, chunks)
-            return StreamingResponse(
-                chunks,
-                media_type="text/event-stream",
-                headers={**SSE_HEADERS, **ctx.response_headers},
-            )
-        answer = await until_disconnect(request, driver.chat(body, ctx))
+            # SSEResponse, not StreamingResponse: no anyio task group per stream (relay.py)
+            return SSEResponse(chunks, {**SSE_HEADERS, **ctx.response_headers})
+        answer = await until_disconnect(request, route_driver.chat(body, ctx))
+        answer["model"] = model
+        if ctx.recorder is not None:
+            ctx.answer_body = answer
+        ctx.note_usage(answer.get("usage"))
+        return json_response(answer, headers=ctx.response_headers or None)
+
+    try:
+        # a token-contract request never moves to another model's route
+        token_request = isinstance(driver, TokenPath)
+        return await with_fallbacks(gateway.router, driver, ctx, serve, not token_request)
     except ClientGone:
         return Response(status_code=CLIENT_CLOSED)
     except GatewayError as exc:
@@ -71,11 +85,6 @@ async def chat_completions(request: Request) -> Response:
         if ctx.recorder is not None:
             ctx.answer_body = exc.body()
         raise
-    answer["model"] = model
-    if ctx.recorder is not None:
-        ctx.answer_body = answer
-    ctx.note_usage(answer.get("usage"))
-    return json_response(answer, headers=ctx.response_headers or None)
 
 
 async def list_models(request: Request) -> Response:

@@ -38,11 +38,14 @@ async def with_fallbacks(
     driver: Driver,
     ctx: RequestContext,
     attempt: Callable[[Driver], Awaitable[T]],
+    enabled: bool = True,
 ) -> T:
-    """Run `attempt` on the route's driver, then on each eligible fallback in order."""
+    """Run `attempt` on the route's driver, then on each eligible fallback in order.
+    `enabled=False` for requests that must not change model (the RL token contract: token
+    ids from another model would corrupt the trainer's data)."""
     route = driver.route
     ctx.response_headers[ROUTE_HEADER] = route.name
-    if not route.fallbacks:
+    if not route.fallbacks or not enabled:
         return await attempt(driver)
     try:
         return await attempt(driver)

@@ -237,30 +237,37 @@ def header_value(verdict: Verdict) -> str:
     return "ok" if verdict is OK else verdict.header()
 
 
-def _route_shapes(driver: Any) -> tuple[Any, dict[str, Any], dict[str, Any], bool]:
-    route = driver.route
-    drop = getattr(route, "unsupported_params", None) == "drop"
-    return getattr(driver, "param_table", None), route.defaults, route.overrides, drop
+def _route_shapes(driver: Any) -> tuple[Any, dict[str, Any], dict[str, Any], bool, bool]:
+    """(table, defaults, overrides, drop refused, nothing to report), computed once per
+    driver: drivers live as long as their config, and this runs on every request."""
+    cache = getattr(driver, "__dict__", {})  # a driver with __slots__ just recomputes
+    shape = cache.get("_fidelity_shape")
+    if shape is None:
+        route = driver.route
+        table = getattr(driver, "param_table", None) or None
+        drop = getattr(route, "unsupported_params", None) == "drop"
+        quiet = table is None and not route.defaults and not route.overrides
+        shape = (table, route.defaults, route.overrides, drop, quiet)
+        cache["_fidelity_shape"] = shape
+    return shape
 
 
 def check_chat(driver: Any, body: Mapping[str, Any]) -> Verdict:
     """The verdict for a Chat request on `driver` (cheap when the route changes nothing)."""
-    table, defaults, overrides, drop = _route_shapes(driver)
-    if not table and not defaults and not overrides:
+    table, defaults, overrides, drop, quiet = _route_shapes(driver)
+    if quiet:
         return OK
     return judge(table, body, defaults, overrides, drop_refused=drop)
 
 
 def check_responses(driver: Any, body: Mapping[str, Any]) -> Verdict:
     """The verdict for a Responses request: native pass-through, or translated to Chat."""
-    table, defaults, overrides, drop = _route_shapes(driver)
+    table, defaults, overrides, drop, quiet = _route_shapes(driver)
     if getattr(driver, "native_responses", False):
-        if not table and not defaults and not overrides:
-            return OK
-        return judge(table, body, defaults, overrides, drop_refused=drop)
+        return OK if quiet else judge(table, body, defaults, overrides, drop_refused=drop)
     dialect = getattr(driver, "dialect", None)
     renames = responses_renames(getattr(dialect, "max_tokens_field", "max_tokens"))
-    if not table and not defaults and not overrides and not renames.keys() & body.keys():
+    if quiet and not renames.keys() & body.keys():
         return OK
     return judge(table, body, defaults, overrides, renames, drop)
 

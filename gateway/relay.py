@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from typing import TypeVar
 
 import orjson
 from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from backends.base import ChatStream
 from gateway.context import RequestContext
@@ -26,28 +28,97 @@ class ClientGone(Exception):
     """The client disconnected before the answer was ready; the upstream call was cancelled."""
 
 
-async def _wait_disconnect(request: Request) -> None:
+async def _wait_disconnect(receive: Receive) -> None:
     while True:
-        message = await request.receive()
+        message = await receive()
         if message["type"] == "http.disconnect":
             return
 
 
+class _DisconnectWatch:
+    """Cancels the current task when the client disconnects, until `stop()`.
+
+    Why not a task for the work plus `asyncio.wait` (as before): that cost two tasks, a
+    waiter future and four done-callbacks per request, ~10% of a worker's CPU at 32
+    concurrent. Here the work runs inline in the request's own task and only the watcher
+    is a task; its done-callback cancels the request task if the work is still running.
+    """
+
+    __slots__ = ("_task", "_watcher", "cancelled", "running")
+
+    def __init__(self, receive: Receive) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._task = task
+        self.running = True
+        self.cancelled = False
+        self._watcher = asyncio.ensure_future(_wait_disconnect(receive))
+        self._watcher.add_done_callback(self._on_disconnect)
+
+    def _on_disconnect(self, watcher: asyncio.Future[None]) -> None:
+        if self.running and not watcher.cancelled():
+            self.cancelled = True
+            self._task.cancel()
+
+    def stop(self) -> bool:
+        """Stop watching; True if the client left and this watch cancelled the task. The
+        cancellation request is then taken back, so the task can finish cleanly."""
+        if self.running:  # once: the task's cancel count must go back by one, no more
+            self.running = False
+            self._watcher.cancel()
+            if self.cancelled:
+                self._task.uncancel()
+        return self.cancelled
+
+
 async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
     """Await `work`, cancelling it the moment the client goes away (frees an engine slot)."""
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_wait_disconnect(request))
+    watch = _DisconnectWatch(request.receive)
     try:
-        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+        return await work
     except asyncio.CancelledError:
-        task.cancel()
+        if watch.stop():
+            raise ClientGone() from None
         raise
     finally:
-        watcher.cancel()
-    if task.done():
-        return task.result()
-    task.cancel()
-    raise ClientGone()
+        watch.stop()
+
+
+class SSEResponse(Response):
+    """A text/event-stream answer from an async iterator of bytes, ended early (closing the
+    upstream) when the client disconnects.
+
+    Why not Starlette's StreamingResponse: under uvicorn (ASGI spec 2.3) it runs each stream
+    in an anyio task group with a second task listening for the disconnect; the group's
+    set-up and tear-down cost more CPU than relaying a 50-chunk stream. Here the stream is
+    sent from the request's own task and one plain watcher task cancels it on disconnect.
+    """
+
+    media_type = "text/event-stream"
+
+    def __init__(self, body: AsyncIterator[bytes], headers: Mapping[str, str]) -> None:
+        self.body_iterator = body
+        self.status_code = 200
+        self.background = None
+        self.init_headers(headers)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        watch = _DisconnectWatch(receive)
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            async for chunk in self.body_iterator:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except asyncio.CancelledError:
+            if not watch.stop():
+                raise
+            # The client left: nothing more can be sent; the upstream is closed below.
+        finally:
+            watch.stop()
+            # Close the relay (and so the upstream connection) now, wherever it stopped.
+            aclose = getattr(self.body_iterator, "aclose", None)
+            if aclose is not None:
+                await aclose()
 
 
 class ModelRewriter:

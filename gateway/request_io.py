@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from gateway.errors import GatewayError, InvalidRequest
@@ -18,16 +18,27 @@ async def read_json_body(request: Request, limit: int) -> dict[str, Any]:
         raise GatewayError(
             413, f"Request body is {declared} bytes; the limit is {limit}", code="body_too_large"
         )
+    # receive() directly, not request.stream(): for the usual one-message body the async
+    # generator and its bookkeeping cost more than the read itself.
+    receive = request.receive
     parts: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise GatewayError(
-                413, f"Request body exceeds the limit of {limit} bytes", code="body_too_large"
-            )
-        parts.append(chunk)
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > limit:
+                raise GatewayError(
+                    413, f"Request body exceeds the limit of {limit} bytes", code="body_too_large"
+                )
+            parts.append(chunk)
+        if not message.get("more_body", False):
+            break
     raw = parts[0] if len(parts) == 1 else b"".join(parts)
+    request._body = raw  # as Starlette's own reads leave it: a later body() gets these bytes
     if not raw:
         raise InvalidRequest("Request body is empty; send a JSON object", code="invalid_json")
     try:

@@ -10,14 +10,21 @@ from typing import Any
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from backends.base import ChatStream, Driver
 from backends.token_in import TokenPath, reject_native, uses_token_path
 from gateway import fidelity
 from gateway.context import RequestContext
 from gateway.errors import GatewayError
-from gateway.relay import SSE_HEADERS, ClientGone, ModelRewriter, until_disconnect
+from gateway.fallback import with_fallbacks
+from gateway.relay import (
+    SSE_HEADERS,
+    ClientGone,
+    ModelRewriter,
+    SSEResponse,
+    until_disconnect,
+)
 from gateway.request_io import json_response, read_json_body
 from gateway.sse import frame_named
 from gateway.translate import ResponsesStreamTranslator, chat_to_response, responses_to_chat
@@ -111,11 +118,9 @@ async def _native(
     if body.get("stream"):
         stream = await until_disconnect(request, driver.open_responses_stream(body, ctx))
         rewrite = ModelRewriter(driver.route.target_model, model)
-        return StreamingResponse(
-            _recorded(ctx, relay_native_stream(stream, rewrite, ctx)),
-            media_type="text/event-stream",
-            headers={**SSE_HEADERS, **ctx.response_headers},
-        )
+        # SSEResponse, not StreamingResponse: no anyio task group per stream (relay.py)
+        frames = _recorded(ctx, relay_native_stream(stream, rewrite, ctx))
+        return SSEResponse(frames, {**SSE_HEADERS, **ctx.response_headers})
     answer = await until_disconnect(request, driver.responses(body, ctx))
     answer["model"] = model
     if ctx.recorder is not None:
@@ -133,11 +138,9 @@ async def _translated(
     if body.get("stream"):
         stream = await until_disconnect(request, driver.open_chat_stream(chat_body, ctx))
         translator = ResponsesStreamTranslator(body, model=model)
-        return StreamingResponse(
-            _recorded(ctx, relay_translated_stream(stream, translator, ctx)),
-            media_type="text/event-stream",
-            headers={**SSE_HEADERS, **ctx.response_headers},
-        )
+        # SSEResponse, not StreamingResponse: no anyio task group per stream (relay.py)
+        frames = _recorded(ctx, relay_translated_stream(stream, translator, ctx))
+        return SSEResponse(frames, {**SSE_HEADERS, **ctx.response_headers})
     chat = await until_disconnect(request, driver.chat(chat_body, ctx))
     ctx.note_usage(chat.get("usage"))
     answer = chat_to_response(chat, body, model=model)
@@ -164,9 +167,15 @@ async def create_response(request: Request) -> Response:
     ctx.response_headers[fidelity.HEADER] = fidelity.header_value(verdict)
     if gateway.recording is not None:
         gateway.recording.attach(ctx, body)
-    handler = _native if driver.native_responses else _translated
+
+    async def serve(route_driver: Driver) -> Response:
+        handler = _native if route_driver.native_responses else _translated
+        return await handler(request, route_driver, body, model, ctx)
+
     try:
-        return await handler(request, driver, body, model, ctx)
+        # a token-contract request never moves to another model's route
+        token_request = uses_token_path(driver.route, body)
+        return await with_fallbacks(gateway.router, driver, ctx, serve, not token_request)
     except ClientGone:
         return Response(status_code=CLIENT_CLOSED)
     except GatewayError as exc:

@@ -76,7 +76,7 @@ def check_chat_body(body: dict[str, Any]) -> str:
         if not isinstance(message, dict):
             raise InvalidRequest(f"messages[{index}] must be an object", param=f"messages[{index}]")
         role = message.get("role")
-        if role not in ROLES:
+        if not isinstance(role, str) or role not in ROLES:  # a list or object is unhashable
             raise InvalidRequest(
                 f"messages[{index}].role must be one of {', '.join(sorted(ROLES))}",
                 param=f"messages[{index}].role",

@@ -17,6 +17,9 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.wire import FIXTURES as WIRE_FIXTURES
+from tests.wire.server import engine_endpoint, serve_fixture
+
 UNKNOWN_FIELDS = {"prompt_token_ids": [1, 2, 3], "kv_transfer_params": None}
 
 
@@ -243,11 +246,12 @@ def replay_chunks(model: str, answer: dict[str, Any]) -> list[bytes]:
 class UpstreamState:
     requests: list[dict[str, Any]] = field(default_factory=list)
     disconnects: list[str] = field(default_factory=list)
+    calls: dict[str, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def record(self, body: Any, headers: dict[str, str]) -> None:
+    def record(self, body: Any, headers: dict[str, str], path: str = "") -> None:
         with self.lock:
-            self.requests.append({"body": body, "headers": headers})
+            self.requests.append({"body": body, "headers": headers, "path": path})
 
     def last(self) -> dict[str, Any]:
         with self.lock:
@@ -308,6 +312,9 @@ class ScriptedUpstream:
         app.router.add_post("/v1/chat/completions", self.chat)
         app.router.add_post("/v1/responses", self.responses)
         app.router.add_get("/health", self.health)
+        # engine endpoints and per-family wire fixtures (tests/wire/)
+        for path in ("/v1/completions", "/tokenize", "/detokenize"):
+            app.router.add_post(path, self.engine)
         self._runner = web.AppRunner(app, handle_signals=False, handler_cancellation=True)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
@@ -320,6 +327,9 @@ class ScriptedUpstream:
     async def health(self, request: web.Request) -> web.Response:
         return web.Response(text="ok")
 
+    async def engine(self, request: web.Request) -> web.StreamResponse:
+        return await engine_endpoint(request, self.state.record)
+
     async def chat(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
         try:
@@ -331,6 +341,17 @@ class ScriptedUpstream:
         if model in ERRORS:
             status, doc, headers = ERRORS[model]
             return web.json_response(doc, status=status, headers=headers)
+        if model in WIRE_FIXTURES:
+            return await serve_fixture(request, model, body)
+        if model.startswith("flaky-"):
+            # flaky-429 / flaky-503: every other call fails with that status (Retry-After 0.1)
+            with self.state.lock:
+                self.state.calls[model] = self.state.calls.get(model, 0) + 1
+                fail = self.state.calls[model] % 2 == 1
+            if fail:
+                status = int(model.removeprefix("flaky-"))
+                doc = {"error": {"message": f"flaky {status}", "type": "server_error"}}
+                return web.json_response(doc, status=status, headers={"Retry-After": "0.1"})
         if model == "err-html":
             return web.Response(
                 status=500,

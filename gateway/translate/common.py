@@ -87,7 +87,12 @@ def convert_logprobs(entries: list | None) -> list[dict]:
         return []
     out = []
     for e in entries:
-        if isinstance(e.get("bytes"), list) and isinstance(e.get("top_logprobs"), list):
+        top = e.get("top_logprobs")
+        if (
+            isinstance(e.get("bytes"), list)
+            and isinstance(top, list)
+            and all(isinstance(t.get("bytes"), list) for t in top)  # null bytes: derive them
+        ):
             out.append(e)
         else:
             out.append(_logprob_entry(e, True))

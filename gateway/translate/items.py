@@ -51,6 +51,21 @@ def input_to_messages(inp: Any, instructions: Any, dialect: ChatDialect) -> list
     return messages
 
 
+def _part_type(part: Any) -> str | None:
+    """A content part's `type` when it is a string (a list or object would not hash)."""
+    kind = part.get("type") if isinstance(part, dict) else None
+    return kind if isinstance(kind, str) else None
+
+
+def _string(value: Any, where: str) -> str:
+    """A text field of an item or part: a string, or null for empty; 400 otherwise."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise InvalidRequest(f"{where} must be a string.", param=where)
+    return value
+
+
 def _plain_text(content: Any) -> str | None:
     """The text of a text-only content; None if it holds anything else (e.g. an image)."""
     if isinstance(content, str):
@@ -125,7 +140,7 @@ class _InputConverter:
         elif kind == "function_call_output":
             self._function_call_output(where, item)
         elif kind == "reasoning":
-            self._reasoning(item)
+            self._reasoning(where, item)
         elif kind == "item_reference":
             raise UnsupportedParameter(
                 where,
@@ -147,11 +162,12 @@ class _InputConverter:
             self.texts.append(content)
         elif isinstance(content, list):
             for j, part in enumerate(content):
-                kind = part.get("type") if isinstance(part, dict) else None
+                kind = _part_type(part)
                 if kind in _TEXT_TYPES:
-                    self.texts.append(part.get("text") or "")
+                    self.texts.append(_string(part.get("text"), f"{where}.content[{j}].text"))
                 elif kind == "refusal":
-                    self.refusals.append(part.get("refusal") or "")
+                    here = f"{where}.content[{j}].refusal"
+                    self.refusals.append(_string(part.get("refusal"), here))
                 else:
                     raise UnsupportedParameter(
                         f"{where}.content[{j}]",
@@ -161,11 +177,13 @@ class _InputConverter:
         elif content is not None:
             raise InvalidRequest(f"{where}.content must be a string or a list.", param=where)
         if item.get("refusal"):
-            self.refusals.append(item["refusal"])
+            self.refusals.append(_string(item["refusal"], f"{where}.refusal"))
         reasoning = item.get("reasoning") or item.get("reasoning_content")
         if isinstance(reasoning, str) and reasoning:
             self.reasoning.append(reasoning)
         calls = item.get("tool_calls")
+        if calls is not None and not isinstance(calls, list):
+            raise InvalidRequest(f"{where}.tool_calls must be a list.", param=f"{where}.tool_calls")
         if calls:
             self.calls.extend(calls)
         self._take_tokens(item)
@@ -195,7 +213,7 @@ class _InputConverter:
         if isinstance(output, list):
             texts = []
             for j, part in enumerate(output):
-                kind = part.get("type") if isinstance(part, dict) else None
+                kind = _part_type(part)
                 if kind not in _TEXT_TYPES:
                     raise UnsupportedParameter(
                         f"{where}.output",
@@ -203,7 +221,7 @@ class _InputConverter:
                         "supported on chat backends: tool messages carry text only. Send the "
                         "output as a string or as input_text parts.",
                     )
-                texts.append(part.get("text") or "")
+                texts.append(_string(part.get("text"), f"{where}.output[{j}].text"))
             output = "".join(texts)
         elif not isinstance(output, str):
             raise InvalidRequest(
@@ -212,15 +230,21 @@ class _InputConverter:
             )
         self.messages.append({"role": "tool", "tool_call_id": call_id, "content": output})
 
-    def _reasoning(self, item: dict) -> None:
+    def _reasoning(self, where: str, item: dict) -> None:
         self.active = True
-        text = "".join(
-            p.get("text") or "" for p in item.get("content") or () if isinstance(p, dict)
-        )
+        texts: dict[str, list[str]] = {}
+        for key in ("content", "summary"):
+            parts = item.get(key) or []
+            if not isinstance(parts, list):
+                raise InvalidRequest(f"{where}.{key} must be a list.", param=f"{where}.{key}")
+            texts[key] = [
+                _string(p.get("text"), f"{where}.{key}[{j}].text")
+                for j, p in enumerate(parts)
+                if isinstance(p, dict)
+            ]
+        text = "".join(texts["content"])
         if not text:
-            text = "\n\n".join(
-                p.get("text") or "" for p in item.get("summary") or () if isinstance(p, dict)
-            )
+            text = "\n\n".join(texts["summary"])
         if text:
             self.reasoning.append(text)
         self._take_tokens(item)
@@ -255,9 +279,9 @@ def _content(where: str, content: Any) -> Any:
     parts = []
     for j, part in enumerate(content):
         here = f"{where}.content[{j}]"
-        kind = part.get("type") if isinstance(part, dict) else None
+        kind = _part_type(part)
         if kind in _TEXT_TYPES:
-            parts.append({"type": "text", "text": part.get("text") or ""})
+            parts.append({"type": "text", "text": _string(part.get("text"), f"{here}.text")})
         elif kind == "input_image":
             url = part.get("image_url")
             if not isinstance(url, str) or not url:

@@ -195,11 +195,17 @@ def _choice_name(entry: dict) -> Any:
     return name
 
 
+def _tool_name(tool: dict) -> str | None:
+    """A translated tool's name; None when a chat-shaped tool's name is not a string."""
+    name = tool["function"].get("name")
+    return name if isinstance(name, str) else None
+
+
 def _tool_choice(choice: Any, tools: list[dict]) -> tuple[Any, list[dict]]:
     """(chat tool_choice or None, possibly filtered tools)."""
     if choice is None:
         return None, tools
-    names = {t["function"].get("name") for t in tools}
+    names = {_tool_name(t) for t in tools} - {None}
     if isinstance(choice, str):
         if choice not in ("none", "auto", "required"):
             raise InvalidRequest(
@@ -215,7 +221,7 @@ def _tool_choice(choice: Any, tools: list[dict]) -> tuple[Any, list[dict]]:
     kind = choice.get("type") if isinstance(choice, dict) else None
     if kind == "function":
         name = _choice_name(choice)
-        if name not in names:
+        if not isinstance(name, str) or name not in names:
             raise InvalidRequest(
                 f"tool_choice names function {name!r}, which is not declared in `tools`.",
                 param="tool_choice",
@@ -228,8 +234,11 @@ def _tool_choice(choice: Any, tools: list[dict]) -> tuple[Any, list[dict]]:
                 f"allowed_tools mode {mode!r} is invalid: use 'auto' or 'required'.",
                 param="tool_choice",
             )
+        entries = choice.get("tools") or []
+        if not isinstance(entries, list):
+            raise InvalidRequest("allowed_tools `tools` must be a list.", param="tool_choice")
         allowed = set()
-        for entry in choice.get("tools") or ():
+        for entry in entries:
             entry_type = entry.get("type") if isinstance(entry, dict) else None
             if entry_type != "function":
                 raise UnsupportedParameter(
@@ -238,13 +247,13 @@ def _tool_choice(choice: Any, tools: list[dict]) -> tuple[Any, list[dict]]:
                     "backends only run function tools.",
                 )
             name = _choice_name(entry)
-            if name not in names:
+            if not isinstance(name, str) or name not in names:
                 raise InvalidRequest(
                     f"allowed_tools names function {name!r}, which is not declared in `tools`.",
                     param="tool_choice",
                 )
             allowed.add(name)
-        tools = [t for t in tools if t["function"].get("name") in allowed]
+        tools = [t for t in tools if _tool_name(t) in allowed]
         if mode == "required" and not tools:
             raise InvalidRequest(
                 "allowed_tools with mode 'required' needs at least one allowed function tool.",

@@ -1,5 +1,5 @@
 """The RL token contract end to end: the real gateway process in front of a toy token engine
-(tests/token_engine.py) that answers in vLLM's and SGLang's shapes with a real tokenizer.
+(tests/token_engine.py) that answers in vLLM's shapes with a real tokenizer.
 
 Ports NeMo RL's shape and top_logprobs tests (nemo_gym.md §d rows 3b', 3c, 3e, 12) to the toy
 model, plus the splice, contiguity and training checks through HTTP.
@@ -7,73 +7,27 @@ model, plus the splice, contiguity and training checks through HTTP.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.e2e.rl_fixtures import (
+    CAPTURE,
+    PING,
+    TOOLS,
+    USER,
+    assistant,
+    chat,
+    engine,
+    error,
+    gw,
+    ok,
+)
 from tests.gateway_process import GatewayProcess
 from tests.token_engine import IM_END, MAX_MODEL_LEN, REPLY, TOOL_REPLY, ToyEngine, render
 
-CAPTURE = {"logprobs": True, "top_logprobs": 0, "return_tokens_as_token_ids": True}
-USER = [{"role": "user", "content": "count to 5"}]
-TOOLS = [{"type": "function", "function": {"name": "ping", "parameters": {"type": "object"}}}]
-PING = {"type": "function", "function": {"name": "ping"}}
-
-
-def _routes(url: str) -> str:
-    def route(name: str, backend: str, model: str, *extra: str) -> list[str]:
-        lines = [f"  - name: {name}", f"    backend: {backend}", f"    base_url: {url}"]
-        lines += [f"    upstream_model: {model}", "    retries: {attempts: 0}", *extra]
-        return lines
-
-    lines = ["models:"]
-    lines += route("toy", "vllm", "toy")
-    lines += route("toy-train", "vllm", "toy", "    training: {temperature: 1.0, top_p: 1.0}")
-    lines += route("toy-always", "vllm", "toy", "    token_ids: always")
-    lines += route("toy-pass", "vllm", "toy", "    token_ids: passthrough")
-    lines += route("toy-ignores", "vllm", "toy-ignores")
-    lines += route("toy-no-ids", "vllm", "toy-no-ids")
-    lines += route("toy-window", "vllm", "toy-window", "    eos_token_id: 2")
-    lines += route("sg", "sglang", "sg-toy")
-    lines += route("oa", "openai", "gpt-x", "    api_key: sk-test-key-123")
-    lines += ["  - name: echo", "    backend: mock"]
-    return "\n".join(lines) + "\n"
-
-
-@pytest.fixture(scope="module")
-def engine() -> Iterator[ToyEngine]:
-    server = ToyEngine().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def gw(engine: ToyEngine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
-    proc = GatewayProcess(_routes(engine.base_url), tmp_path_factory.mktemp("rl")).wait_ready()
-    yield proc
-    proc.stop()
-
-
-def chat(gw: GatewayProcess, **body: Any) -> httpx.Response:
-    return httpx.post(gw.url + "/v1/chat/completions", json=body, timeout=30)
-
-
-def ok(response: httpx.Response) -> dict[str, Any]:
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def error(response: httpx.Response, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    return response.json()["error"]
-
-
-def assistant(answer: dict[str, Any]) -> dict[str, Any]:
-    """The assistant message as NeMo Gym sends it back: with its token bundle."""
-    message = dict(answer["choices"][0]["message"])
-    return {k: v for k, v in message.items() if v is not None}
+__all__ = ["engine", "gw"]  # module-scoped fixtures used by the tests below
 
 
 # ---- shapes (rows 3b', 3c, 12) ---------------------------------------------------------------
@@ -307,64 +261,3 @@ def test_passthrough_route_forwards_the_fields(gw: GatewayProcess, engine: ToyEn
     assert sent["required_prefix_token_ids"] == [1, 2]
     assert sent["messages"][1]["prompt_token_ids"] == [1]
     assert "kv_transfer_params" not in sent
-
-
-# ---- SGLang shapes ------------------------------------------------------------------------------
-
-
-def test_sglang_token_in_and_bundle(gw: GatewayProcess, engine: ToyEngine) -> None:
-    first = ok(chat(gw, model="sg", messages=USER, tools=TOOLS, tool_choice=PING, **CAPTURE))
-    turn = assistant(first)
-    assert turn["prompt_token_ids"] == render(USER, TOOLS)
-    assert turn["generation_token_ids"] == TOOL_REPLY
-    tokens = [e["token"] for e in first["choices"][0]["logprobs"]["content"]]
-    assert tokens == [f"token_id:{t}" for t in TOOL_REPLY]  # SGLang sends text; rewritten
-    history = [*USER, turn, {"role": "tool", "tool_call_id": "call_toy_1", "content": "pong"}]
-    second = ok(chat(gw, model="sg", messages=history, tools=TOOLS, **CAPTURE))
-    prefix = turn["prompt_token_ids"] + turn["generation_token_ids"]
-    assert second["choices"][0]["message"]["prompt_token_ids"][: len(prefix)] == prefix
-    sent = engine.calls("/v1/chat/completions", "sg-toy")[-1]
-    assert sent["input_ids"] == second["choices"][0]["message"]["prompt_token_ids"]
-    assert sent["return_token_ids"] is True and "return_tokens_as_token_ids" not in sent
-    renders = [
-        b for b in engine.calls("/v1/chat/completions", "sg-toy") if b.get("max_tokens") == 1
-    ]
-    assert renders and all(b["return_prompt_token_ids"] for b in renders)
-
-
-# ---- /v1/responses ---------------------------------------------------------------------------------
-
-
-def respond(gw: GatewayProcess, **body: Any) -> dict[str, Any]:
-    return ok(httpx.post(gw.url + "/v1/responses", json=body, timeout=30))
-
-
-def test_responses_put_the_bundle_on_the_last_item(gw: GatewayProcess) -> None:
-    tools = [{"type": "function", "name": "ping", "parameters": {"type": "object"}}]
-    inp: list[dict[str, Any]] = [{"role": "user", "content": "count to 5"}]
-    body = {
-        "model": "toy-train",
-        "tools": tools,
-        "logprobs": True,
-        "return_tokens_as_token_ids": True,
-    }
-    out1 = respond(gw, input=inp, tool_choice={"type": "function", "name": "ping"}, **body)[
-        "output"
-    ]
-    assert out1[-1]["type"] == "function_call"
-    assert out1[-1]["generation_token_ids"] == TOOL_REPLY
-    call = out1[-1]
-    inp2 = [
-        *inp,
-        *out1,
-        {"type": "function_call_output", "call_id": call["call_id"], "output": "pong"},
-    ]
-    out2 = respond(gw, input=inp2, **body)["output"]
-    prefix = call["prompt_token_ids"] + call["generation_token_ids"]
-    assert out2[-1]["prompt_token_ids"][: len(prefix)] == prefix
-
-
-def test_native_responses_route_refuses_token_requests(gw: GatewayProcess) -> None:
-    body = {"model": "oa", "input": "hi", "logprobs": True, "return_tokens_as_token_ids": True}
-    response = httpx.post(gw.url + "/v1/responses", json=body, timeout=30)
-    assert error(response, 400)["code"] == "token_ids_unsupported"

@@ -259,40 +259,40 @@ def test_clamp_and_context_overflow(vllm_gateway: GatewayProcess) -> None:
     assert "context length" in response.json()["error"]["message"]
 
 
-def test_responses_two_turns_with_a_tool_call(vllm_gateway: GatewayProcess) -> None:
+def test_responses_turns_after_a_tool_call(vllm_gateway: GatewayProcess) -> None:
+    """/v1/responses: the bundle sits on the last output item and turns stay contiguous.
+
+    The tool call comes from a chat call (the forced-tool recipe needs `strict`, which the
+    Responses translation drops for vLLM) and goes back as a function_call input item."""
+    user = {"role": "user", "content": "Ping please"}
+    chat_answer = ok(
+        chat(vllm_gateway, model="tiny-train", messages=[user], tools=TOOLS, **TRAIN, **FORCE_PING)
+    )
+    message = sent_back(chat_answer)
+    call = message["tool_calls"][0]
+    bundle = {
+        k: message[k] for k in ("prompt_token_ids", "generation_token_ids", "generation_log_probs")
+    }
     tools = [{"type": "function", **TOOLS[0]["function"]}]
-    body = {
-        "model": "tiny-train",
-        "tools": tools,
-        "logprobs": True,
-        "return_tokens_as_token_ids": True,
-        "temperature": 1.0,
-        "top_p": 1.0,
-    }
-    force = {
-        "tool_choice": {"type": "function", "name": "ping"},
-        "logit_bias": {"93": 30, "95": 30},
-        "max_output_tokens": 40,
-    }
-    inp: list[dict[str, Any]] = [{"role": "user", "content": "Ping please"}]
-    first = ok(
-        httpx.post(
-            vllm_gateway.url + "/v1/responses", json={**body, **force, "input": inp}, timeout=120
-        )
-    )
-    call = first["output"][-1]
-    assert call["type"] == "function_call" and call["name"] == "ping"
-    assert len(call["generation_token_ids"]) == len(call["generation_log_probs"])
-    inp += [
-        *first["output"],
-        {"type": "function_call_output", "call_id": call["call_id"], "output": "pong"},
+    body = {"model": "tiny-train", "tools": tools, "max_output_tokens": 4, **TRAIN}
+    inp: list[dict[str, Any]] = [
+        user,
+        {
+            "type": "function_call",
+            "call_id": call["id"],
+            "name": "ping",
+            "arguments": "{}",
+            **bundle,
+        },
+        {"type": "function_call_output", "call_id": call["id"], "output": "pong"},
     ]
-    second = ok(
-        httpx.post(
-            vllm_gateway.url + "/v1/responses",
-            json={**body, "input": inp, "max_output_tokens": 4},
-            timeout=120,
+    previous = bundle["prompt_token_ids"] + bundle["generation_token_ids"]
+    for step in range(2):
+        answer = ok(
+            httpx.post(vllm_gateway.url + "/v1/responses", json={**body, "input": inp}, timeout=120)
         )
-    )
-    prefix = call["prompt_token_ids"] + call["generation_token_ids"]
-    assert second["output"][-1]["prompt_token_ids"][: len(prefix)] == prefix
+        last = answer["output"][-1]
+        assert last["prompt_token_ids"][: len(previous)] == previous, step
+        assert len(last["generation_token_ids"]) == len(last["generation_log_probs"])
+        previous = last["prompt_token_ids"] + last["generation_token_ids"]
+        inp += [*answer["output"], {"role": "user", "content": f"more {step}"}]
