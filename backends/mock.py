@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 import re
 import time
 from collections.abc import AsyncIterator
@@ -24,6 +25,28 @@ from gateway.errors import GatewayError, InvalidRequest
 from gateway.fidelity import ParamTable, apply_table, table_from_config
 
 _WORD = re.compile(r"\s*\S+")
+MAX_N = 128  # choices per request, as OpenAI allows: the mock builds each one in memory
+_MAX_ITEMS = 64  # longest array example_from_schema builds
+_INT64 = 2**63
+
+
+def choice_count(body: dict[str, Any]) -> int:
+    """`n`, checked: the mock answers 400 rather than build a huge answer."""
+    n = body.get("n")
+    if n is None:
+        return 1
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_N:
+        raise InvalidRequest(f"'n' must be an integer from 1 to {MAX_N} on the mock", param="n")
+    return n
+
+
+def _bound(schema: dict[str, Any], key: str, default: int) -> int:
+    """An integer bound of a schema (rounded up), or `default` when absent or unusable."""
+    value = schema.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return default
+    value = math.ceil(value)
+    return value if -_INT64 <= value < _INT64 else default
 
 
 def text_of(content: Any) -> str:
@@ -72,13 +95,15 @@ def example_from_schema(schema: Any) -> Any:
         return {name: example_from_schema(sub) for name, sub in props.items()}
     if kind == "array":
         item = example_from_schema(schema.get("items", {}))
-        return [item] * max(1, int(schema.get("minItems", 1)))
+        return [item] * min(max(1, _bound(schema, "minItems", 1)), _MAX_ITEMS)
     if kind == "string":
         return "example"
     if kind == "integer":
-        return int(schema.get("minimum", 1))
+        return _bound(schema, "minimum", 1)
     if kind == "number":
-        return float(schema.get("minimum", 1.0))
+        minimum = schema.get("minimum")
+        ok = isinstance(minimum, (int, float)) and not isinstance(minimum, bool)
+        return float(minimum) if ok and math.isfinite(minimum) else 1.0
     if kind == "boolean":
         return True
     return None
@@ -86,9 +111,14 @@ def example_from_schema(schema: Any) -> Any:
 
 def _forced_tool(body: dict[str, Any]) -> dict[str, Any] | None:
     choice = body.get("tool_choice")
-    tools = [t for t in body.get("tools") or [] if isinstance(t, dict) and t.get("function")]
+    tools = [
+        t
+        for t in body.get("tools") or []
+        if isinstance(t, dict) and isinstance(t.get("function"), dict)
+    ]
     if isinstance(choice, dict):
-        name = (choice.get("function") or {}).get("name")
+        function = choice.get("function")
+        name = function.get("name") if isinstance(function, dict) else None
         for tool in tools:
             if tool["function"].get("name") == name:
                 return tool["function"]
@@ -187,7 +217,7 @@ class MockDriver(Driver):
         if plan["tool_call"] is not None:
             message = {"role": "assistant", "content": None, "tool_calls": [plan["tool_call"]]}
         choices = []
-        for index in range(int(body.get("n") or 1)):
+        for index in range(choice_count(body)):
             choice: dict[str, Any] = {
                 "index": index,
                 "message": message,

@@ -29,7 +29,7 @@ def _prompts(prompt: Any) -> list[str]:
 
 
 def plan(driver: MockDriver, body: dict[str, Any]) -> dict[str, Any]:
-    from backends.mock import split_tokens
+    from backends.mock import choice_count, split_tokens
 
     limit = body.get("max_tokens")
     reply = driver.route.mock.reply
@@ -41,7 +41,7 @@ def plan(driver: MockDriver, body: dict[str, Any]) -> dict[str, Any]:
         finish = "stop"
         if isinstance(limit, int) and len(pieces) > limit:
             pieces, finish = pieces[:limit], "length"
-        for _ in range(int(body.get("n") or 1)):
+        for _ in range(choice_count(body)):
             choices.append((pieces, finish))
     digest = hashlib.sha256(orjson.dumps(body.get("prompt"))).hexdigest()[:24]
     completion = sum(len(p) for p, _ in choices)

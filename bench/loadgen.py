@@ -44,6 +44,7 @@ class Outcome:
     ok: bool
     latency: float
     ttft: float | None
+    status: int = 0  # 0: the connection ended before an answer's head
 
 
 def _content_length(head: bytes) -> int:
@@ -60,6 +61,7 @@ class _Conn(asyncio.Protocol):
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.closed = False
+        self.lost = ""  # how the connection ended (EOF or the exception's type)
         self.waiter: asyncio.Future[Outcome] | None = None
         self.buf = b""
         self._reset(None)
@@ -81,8 +83,9 @@ class _Conn(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self.lost = type(exc).__name__ if exc is not None else "EOF"
         if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(Outcome(False, now() - self.sent, None))
+            self.waiter.set_result(Outcome(False, now() - self.sent, None, self.status))
         self.waiter = None
 
     def send(self, scenario: Scenario) -> asyncio.Future[Outcome]:
@@ -101,7 +104,9 @@ class _Conn(asyncio.Protocol):
         self.head_done = False  # whatever follows is the next answer's head
         ttft = None if self.first is None else self.first - self.sent
         if waiter is not None and not waiter.done():
-            waiter.set_result(Outcome(ok and self.status == 200, now() - self.sent, ttft))
+            waiter.set_result(
+                Outcome(ok and self.status == 200, now() - self.sent, ttft, self.status)
+            )
 
     def _data(self, data: bytes) -> None:
         if self.first is None:
@@ -282,6 +287,7 @@ class SlowResult:
     unfinished: int = 0
     connect_errors: int = 0
     seconds: float = 0.0
+    reasons: dict[str, int] = field(default_factory=dict)  # why streams failed
     ttfts: list[float] = field(default_factory=list)
 
 
@@ -304,8 +310,10 @@ async def many_streams(
     async def one() -> None:
         try:
             conn = await _connect(host, port)
-        except OSError:
+        except OSError as exc:
             result.connect_errors += 1
+            reason = f"connect: {exc.strerror or type(exc).__name__}"
+            result.reasons[reason] = result.reasons.get(reason, 0) + 1
             return
         conns.append(conn)
         outcome = await conn.send(scenario)
@@ -315,6 +323,13 @@ async def many_streams(
                 result.ttfts.append(outcome.ttft)
         else:
             result.failed += 1
+            if outcome.status == 0:
+                reason = f"closed before an answer ({conn.lost})"
+            elif outcome.status != 200:
+                reason = f"HTTP {outcome.status}"
+            else:
+                reason = "stream incomplete or error event"
+            result.reasons[reason] = result.reasons.get(reason, 0) + 1
         _close(conn)
 
     tasks: list[asyncio.Task[None]] = []

@@ -114,7 +114,7 @@ def nginx_config(
 worker_rlimit_nofile {nofile};
 pid {workdir}/nginx.pid;
 error_log {workdir}/error.log warn;
-events {{ worker_connections {max(1024, nofile - 100)}; multi_accept on; }}
+events {{ worker_connections {max(1024, nofile)}; multi_accept on; }}
 http {{
   access_log off;
 {temp}

@@ -91,7 +91,7 @@ async def policy_version(request: Request) -> Response:
     if request.method == "POST":
         body = await read_json_body(request, 64 * 1024)
         version = body.get("version")
-        if version is not None and not isinstance(version, (str, int)):
+        if isinstance(version, bool) or not isinstance(version, (str, int, type(None))):
             raise InvalidRequest("version must be a string, an integer or null", param="version")
         gateway.control.policy_version = None if version is None else str(version)
     return json_response({"policy_version": gateway.control.policy_version})

@@ -23,6 +23,7 @@ from gateway.config import CONFIG_ENV, GatewayConfig, RouteConfig, load_config
 from gateway.errors import GatewayError
 from gateway.metrics import GatewayMetrics
 from gateway.observe import FinishHook, ObserveMiddleware
+from gateway.openapi import extended_openapi
 from gateway.readiness import Readiness
 from gateway.reload import InFlightMiddleware, Reloader, admin_reload, close_parts
 from gateway.request_io import error_response, json_response
@@ -112,7 +113,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         return error_response(GatewayError(404, message, code="unknown_endpoint"))
     if exc.status_code == 405:
         message = f"Method {request.method} is not allowed on {request.url.path}"
-        return error_response(GatewayError(405, message, code="method_not_allowed"))
+        allow = dict(exc.headers or {})  # the Allow header RFC 9110 requires
+        return error_response(GatewayError(405, message, code="method_not_allowed", headers=allow))
     return error_response(GatewayError(exc.status_code, str(exc.detail)))
 
 
@@ -176,6 +178,7 @@ def create_app(
         },
     )
     app.state.gateway = gateway
+    app.openapi = extended_openapi(app)  # type: ignore[method-assign]  # + the Starlette routes
     admin.register_pool_metrics(gateway)
     # Plain Starlette routes: FastAPI's per-request dependency machinery cost a third of
     # the throughput on the pass-through path.

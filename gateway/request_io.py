@@ -10,6 +10,26 @@ from starlette.responses import Response
 
 from gateway.errors import GatewayError, InvalidRequest
 
+# orjson reads up to 1,024 levels of nesting but writes at most 254, and the gateway nests a
+# request's parts a few levels deeper when it forwards or echoes them (tool parameters, SSE
+# events, recordings): a body deeper than MAX_DEPTH is refused instead of failing later.
+MAX_DEPTH = 200
+_WRAP = 254 - MAX_DEPTH
+_SMALL = 16 * 1024  # below this, counting brackets is cheaper than serializing
+
+
+def _too_deep(body: Any, raw: bytes) -> bool:
+    if len(raw) < _SMALL and raw.count(b"[") + raw.count(b"{") <= MAX_DEPTH:
+        return False
+    wrapped = body
+    for _ in range(_WRAP):
+        wrapped = [wrapped]
+    try:
+        orjson.dumps(wrapped)
+    except orjson.JSONEncodeError:
+        return True
+    return False
+
 
 async def read_json_body(request: Request, limit: int) -> dict[str, Any]:
     """The request body as a JSON object; 413 past `limit` bytes, 400 if not a JSON object."""
@@ -49,6 +69,10 @@ async def read_json_body(request: Request, limit: int) -> dict[str, Any]:
         ) from None
     if not isinstance(body, dict):
         raise InvalidRequest("Request body must be a JSON object", code="invalid_json")
+    if _too_deep(body, raw):
+        raise InvalidRequest(
+            f"Request body is nested more than {MAX_DEPTH} levels deep", code="invalid_json"
+        )
     return body
 
 

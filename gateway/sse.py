@@ -32,6 +32,26 @@ def _parse_event(block: bytes) -> SSEEvent | None:
     return SSEEvent(b"\n".join(data_lines), event)
 
 
+def split_events(buffer: bytes, chunk: bytes) -> tuple[list[SSEEvent], bytes]:
+    """The complete events in `buffer + chunk`, and the incomplete rest to keep.
+
+    A plain function so a reader loop can call it without an async-generator layer per
+    network read (relaying slow streams is dominated by such per-chunk overheads).
+    """
+    if b"\r" in chunk:
+        chunk = chunk.replace(b"\r\n", b"\n")
+    buffer = buffer + chunk if buffer else chunk
+    if b"\n\n" not in buffer:
+        return [], buffer
+    *blocks, rest = buffer.split(b"\n\n")
+    return [event for block in blocks if (event := _parse_event(block)) is not None], rest
+
+
+def final_event(buffer: bytes) -> SSEEvent | None:
+    """A partial event left when the stream ended (the caller judges if it was truncated)."""
+    return _parse_event(buffer.strip(b"\n")) if buffer.strip() else None
+
+
 async def iter_sse(chunks: AsyncIterator[bytes]) -> AsyncIterator[list[SSEEvent]]:
     """Yield the complete events of each network read as one batch (fewer writes downstream).
 
@@ -40,19 +60,12 @@ async def iter_sse(chunks: AsyncIterator[bytes]) -> AsyncIterator[list[SSEEvent]
     """
     buffer = b""
     async for chunk in chunks:
-        if b"\r" in chunk:
-            chunk = chunk.replace(b"\r\n", b"\n")
-        buffer += chunk
-        if b"\n\n" not in buffer:
-            continue
-        *blocks, buffer = buffer.split(b"\n\n")
-        batch = [event for block in blocks if (event := _parse_event(block)) is not None]
+        batch, buffer = split_events(buffer, chunk)
         if batch:
             yield batch
-    if buffer.strip():
-        tail = _parse_event(buffer.strip(b"\n"))
-        if tail is not None:
-            yield [tail]
+    tail = final_event(buffer)
+    if tail is not None:
+        yield [tail]
 
 
 def frame_data(payload: bytes) -> bytes:

@@ -40,6 +40,7 @@ FAULT_UPSTREAMS = {
     "reset": "{first_byte: 5, idle: 5}",
     "garbage": "{first_byte: 5, idle: 5}",
     "truncated": "{first_byte: 5, idle: 5}",
+    "midstream-error": "{first_byte: 5, idle: 5}",
     "err-html": "{first_byte: 5, idle: 5}",
     "err-429": "{first_byte: 5, idle: 5}",
 }
@@ -94,6 +95,7 @@ def cases() -> list[Case]:
     out: list[Case] = []
     for endpoint in ("chat", "responses"):
         broken = "stream-error" if endpoint == "chat" else "response.failed"
+        error_code = 500 if endpoint == "chat" else "server_error"
         out += [
             Case("echo", endpoint, False, "200 ok"),
             Case("echo", endpoint, True, "200 stream-ok"),
@@ -108,6 +110,8 @@ def cases() -> list[Case]:
             Case("up-stall", endpoint, True, f"200 {broken} upstream_timeout", TIMEOUT_504),
             Case("up-reset", endpoint, True, f"200 {broken} upstream_error"),
             Case("up-truncated", endpoint, True, f"200 {broken} upstream_truncated"),
+            # the upstream's own error chunk (code 500) is passed on; Responses names no int code
+            Case("up-midstream-error", endpoint, True, f"200 {broken} {error_code}"),
             Case("up-garbage", endpoint, False, "502 upstream_invalid"),
             Case("up-err-html", endpoint, False, "500 html-named"),
             Case("up-err-html", endpoint, True, "500 html-named"),
