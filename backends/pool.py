@@ -77,13 +77,20 @@ def conversation_key(body: dict[str, Any], ctx: RequestContext) -> bytes:
     return hashlib.blake2b(orjson.dumps(opening), digest_size=16).digest()
 
 
+def _weight(key: bytes, replica: Replica) -> bytes:
+    return hashlib.blake2b(key + replica.weight_seed, digest_size=8).digest()
+
+
 def rendezvous_rank(key: bytes, replicas: list[Replica]) -> list[Replica]:
     """Highest random weight first: every process computes the same order for a key."""
-    return sorted(
-        replicas,
-        key=lambda r: hashlib.blake2b(key + r.weight_seed, digest_size=8).digest(),
-        reverse=True,
-    )
+    return sorted(replicas, key=lambda r: _weight(key, r), reverse=True)
+
+
+def rendezvous_best(key: bytes, replicas: list[Replica]) -> Replica:
+    """The top of rendezvous_rank, without sorting."""
+    if len(replicas) == 1:
+        return replicas[0]
+    return max(replicas, key=lambda r: _weight(key, r))
 
 
 @dataclass(slots=True)
@@ -146,7 +153,7 @@ class Pool:
             return random.choice([r for r in candidates if r.in_flight == low])
         key = conversation_key(body, ctx)
         if strategy == "consistent_hash":
-            return rendezvous_rank(key, candidates)[0]
+            return rendezvous_best(key, candidates)
         # sticky_least_loaded: a known conversation stays on its replica while that replica is
         # a candidate (healthy, under max_concurrency_per_replica); a new one goes to the least
         # loaded replica, ties broken by rendezvous order (so processes tend to agree).
@@ -155,8 +162,7 @@ class Pool:
             self._sticky.move_to_end(key)
             return known
         low = min(r.in_flight for r in candidates)
-        ranked = rendezvous_rank(key, candidates)
-        chosen = next(r for r in ranked if r.in_flight == low)
+        chosen = rendezvous_best(key, [r for r in candidates if r.in_flight == low])
         self._sticky[key] = chosen
         if len(self._sticky) > STICKY_CACHE_SIZE:
             self._sticky.popitem(last=False)

@@ -206,9 +206,6 @@ class RouteConfig(PoolPolicy):
                 f"launch: backend '{self.backend}' is not a local engine; "
                 f"launch works for {', '.join(LAUNCH_BACKENDS)}"
             )
-        from backends import check_route  # the family's parameter table; the litellm extra
-
-        check_route(self)
         if self.native_responses is None:
             object.__setattr__(self, "native_responses", self.backend == "openai")
         elif self.native_responses and self.backend not in NATIVE_RESPONSES_BACKENDS:
@@ -216,6 +213,11 @@ class RouteConfig(PoolPolicy):
                 f"native_responses: backend '{self.backend}' has no /v1/responses endpoint; "
                 "remove the key (the gateway translates to Chat Completions)"
             )
+        # the family's parameter table (and the litellm extra): after the checks that need
+        # no import, so a config error names the field before a missing extra
+        from backends import check_route
+
+        check_route(self)
         self._check_token_fields()
         return self
 
