@@ -1,0 +1,121 @@
+"""The refit control plane against the real vLLM server (started with VLLM_SERVER_DEV_MODE=1,
+which registers its /pause, /resume and /is_paused)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.gateway_process import GatewayProcess
+
+HELLO = [{"role": "user", "content": "Hello there"}]
+
+
+@pytest.fixture(scope="module")
+def refit_gateway(
+    vllm_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GatewayProcess]:
+    config = f"""
+models:
+  - name: tiny
+    backend: vllm
+    base_url: {vllm_url}
+    upstream_model: tiny-llama
+    engine_control: true
+"""
+    proc = GatewayProcess(config, tmp_path_factory.mktemp("refit")).wait_ready()
+    yield proc
+    httpx.post(proc.url + "/admin/resume", timeout=30)
+    proc.stop()
+
+
+def engine_paused(vllm_url: str) -> bool:
+    root = vllm_url.removesuffix("/v1")
+    return httpx.get(root + "/is_paused", timeout=10).json()["is_paused"]
+
+
+def chat(gw: GatewayProcess, max_tokens: int = 4, timeout: float = 120) -> httpx.Response:
+    return httpx.post(
+        gw.url + "/v1/chat/completions",
+        timeout=timeout,
+        json={"model": "tiny", "messages": HELLO, "max_tokens": max_tokens, "temperature": 0},
+    )
+
+
+@pytest.mark.parametrize("mode", ["wait", "keep", "abort"])
+def test_pause_and_resume_reach_the_engine(
+    refit_gateway: GatewayProcess, vllm_url: str, mode: str
+) -> None:
+    paused = httpx.post(refit_gateway.url + "/admin/pause", json={"mode": mode}, timeout=60)
+    assert paused.status_code == 200, paused.text
+    doc = paused.json()
+    assert doc["paused"] is True and doc["mode"] == mode
+    assert [e["status"] for e in doc["engines"]] == [200]
+    assert engine_paused(vllm_url) is True
+    resumed = httpx.post(refit_gateway.url + "/admin/resume", timeout=60).json()
+    assert resumed["paused"] is False and [e["status"] for e in resumed["engines"]] == [200]
+    assert engine_paused(vllm_url) is False
+    assert chat(refit_gateway).status_code == 200
+
+
+def test_requests_wait_while_paused_and_carry_the_policy_version(
+    refit_gateway: GatewayProcess, vllm_url: str
+) -> None:
+    httpx.post(refit_gateway.url + "/admin/policy_version", json={"version": "v1"})
+    assert chat(refit_gateway).headers["x-policy-version"] == "v1"
+
+    async def scenario() -> tuple[httpx.Response, float]:
+        async with httpx.AsyncClient(timeout=120) as client:
+            await client.post(refit_gateway.url + "/admin/pause", json={"mode": "keep"})
+            started = time.monotonic()
+            waiting = asyncio.create_task(
+                client.post(
+                    refit_gateway.url + "/v1/chat/completions",
+                    json={"model": "tiny", "messages": HELLO, "max_tokens": 4, "temperature": 0},
+                )
+            )
+            await asyncio.sleep(1.0)
+            assert not waiting.done()  # held at the gateway, not failed
+            await client.post(refit_gateway.url + "/admin/policy_version", json={"version": "v2"})
+            await client.post(refit_gateway.url + "/admin/resume")
+            return await waiting, time.monotonic() - started
+
+    answer, waited = asyncio.run(scenario())
+    assert answer.status_code == 200 and waited >= 1.0
+    assert answer.headers["x-policy-version"] == "v2"  # admitted after the update
+
+
+def test_abort_cuts_off_a_long_generation(refit_gateway: GatewayProcess) -> None:
+    async def scenario() -> tuple[httpx.Response, dict]:
+        async with httpx.AsyncClient(timeout=180) as client:
+            long_request = asyncio.create_task(
+                client.post(
+                    refit_gateway.url + "/v1/chat/completions",
+                    json={
+                        "model": "tiny",
+                        "messages": HELLO,
+                        "max_tokens": 1900,
+                        "temperature": 0,
+                        "ignore_eos": True,
+                    },
+                )
+            )
+            await asyncio.sleep(0.5)
+            paused = await client.post(
+                refit_gateway.url + "/admin/pause", json={"mode": "abort", "timeout_s": 30}
+            )
+            result = await long_request
+            await client.post(refit_gateway.url + "/admin/resume")
+            return result, paused.json()
+
+    result, paused = asyncio.run(scenario())
+    if result.status_code == 200:  # finished before the abort reached it (fast machine)
+        pytest.skip("the generation ended before the pause; nothing to abort")
+    assert paused["aborted"] >= 1
+    assert result.status_code == 503
+    assert result.json()["error"]["code"] == "aborted_for_refit"
+    assert chat(refit_gateway).status_code == 200
