@@ -8,11 +8,8 @@ string trimming), else refused. Reasoning comes as `reasoning_content`; the gate
 
 from __future__ import annotations
 
-from typing import Any
-
 from backends import extras
-from backends.answers import ChunkTransform, normalize_reasoning, reasoning_chunk
-from backends.openai_compat import OpenAICompatDriver
+from backends.open_engine import OpenEngineDriver
 from backends.params import ParamTable, honour_all, refuse_all, refused, rename, translated
 from backends.structured import emit_sglang, structured_via
 from gateway.translate import ChatDialect
@@ -74,20 +71,7 @@ TABLE = ParamTable(
 _COMPLETIONS_TRANSLATIONS = {p.name: p for p in _STRUCTURED if p.name != "structured_outputs"}
 
 
-class SGLangDriver(OpenAICompatDriver):
+class SGLangDriver(OpenEngineDriver):
     params = TABLE
     dialect = ChatDialect(reasoning_field="reasoning_content")
-    engine_paths = frozenset({"/tokenize", "/detokenize"})
-
-    def adapt_answer(self, answer: dict[str, Any]) -> dict[str, Any]:
-        return normalize_reasoning(answer)
-
-    def chunk_transform(self) -> ChunkTransform | None:
-        return reasoning_chunk
-
-    def adapt_completions(self, body: dict[str, Any]) -> dict[str, Any]:
-        for name in [k for k in body if k in _COMPLETIONS_TRANSLATIONS]:
-            value = body.pop(name)
-            if value is not None:
-                _COMPLETIONS_TRANSLATIONS[name].translate(body, value)  # type: ignore[misc]
-        return body
+    completions_translations = _COMPLETIONS_TRANSLATIONS

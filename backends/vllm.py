@@ -9,11 +9,8 @@ Token ids, `prompt_logprobs`, `stop_reason`, `kv_transfer_params` pass through u
 
 from __future__ import annotations
 
-from typing import Any
-
 from backends import extras
-from backends.answers import ChunkTransform, normalize_reasoning, reasoning_chunk
-from backends.openai_compat import OpenAICompatDriver
+from backends.open_engine import OpenEngineDriver
 from backends.params import ParamTable, honour_all, refuse_all, refused, rename, translated
 from backends.structured import to_structured_outputs
 from gateway.translate import DEFAULT_DIALECT
@@ -101,21 +98,7 @@ TABLE = ParamTable(
 _COMPLETIONS_TRANSLATIONS = {p.name: p for p in _GUIDED}
 
 
-class VLLMDriver(OpenAICompatDriver):
+class VLLMDriver(OpenEngineDriver):
     params = TABLE
     dialect = DEFAULT_DIALECT
-    engine_paths = frozenset({"/tokenize", "/detokenize"})
-
-    def adapt_answer(self, answer: dict[str, Any]) -> dict[str, Any]:
-        return normalize_reasoning(answer)
-
-    def chunk_transform(self) -> ChunkTransform | None:
-        return reasoning_chunk
-
-    def adapt_completions(self, body: dict[str, Any]) -> dict[str, Any]:
-        # /v1/completions ignores guided_* too: translate them, pass the rest as sent.
-        for name in [k for k in body if k in _COMPLETIONS_TRANSLATIONS]:
-            value = body.pop(name)
-            if value is not None:
-                _COMPLETIONS_TRANSLATIONS[name].translate(body, value)  # type: ignore[misc]
-        return body
+    completions_translations = _COMPLETIONS_TRANSLATIONS

@@ -11,11 +11,9 @@ from starlette.responses import Response
 from backends.token_in import TokenPath, uses_token_path
 from gateway import fidelity
 from gateway.context import RequestContext
-from gateway.errors import GatewayError
-from gateway.fallback import with_fallbacks
+from gateway.fallback import answer_routed
 from gateway.relay import (
     SSE_HEADERS,
-    ClientGone,
     ModelRewriter,
     SSEResponse,
     relay_chat_stream,
@@ -28,8 +26,6 @@ if TYPE_CHECKING:
     from backends.base import Driver
     from gateway.app import Gateway
 
-# nginx-style "client closed request"; the client never sees it.
-CLIENT_CLOSED = 499
 
 
 def _gateway(request: Request) -> Gateway:
@@ -69,22 +65,16 @@ async def chat_completions(request: Request) -> Response:
             return SSEResponse(chunks, {**SSE_HEADERS, **ctx.response_headers})
         answer = await until_disconnect(request, route_driver.chat(body, ctx))
         answer["model"] = model
+        if ctx.policy_version is not None:  # the trainer's weights version (docs/scaling.md)
+            answer["policy_version"] = ctx.policy_version
         if ctx.recorder is not None:
             ctx.answer_body = answer
         ctx.note_usage(answer.get("usage"))
         return json_response(answer, headers=ctx.response_headers or None)
 
-    try:
-        # a token-contract request never moves to another model's route
-        token_request = isinstance(driver, TokenPath)
-        return await with_fallbacks(gateway.router, driver, ctx, serve, not token_request)
-    except ClientGone:
-        return Response(status_code=CLIENT_CLOSED)
-    except GatewayError as exc:
-        exc.headers = {**ctx.response_headers, **exc.headers}
-        if ctx.recorder is not None:
-            ctx.answer_body = exc.body()
-        raise
+    # a token-contract request never moves to another model's route
+    token_request = isinstance(driver, TokenPath)
+    return await answer_routed(gateway.router, driver, ctx, serve, not token_request)
 
 
 async def list_models(request: Request) -> Response:

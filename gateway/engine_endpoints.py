@@ -14,9 +14,10 @@ from starlette.responses import Response, StreamingResponse
 
 from backends.base import Driver
 from gateway.context import RequestContext
-from gateway.endpoints import CLIENT_CLOSED, request_context
+from gateway.endpoints import request_context
 from gateway.errors import GatewayError, InvalidRequest
 from gateway.relay import (
+    CLIENT_CLOSED,
     SSE_HEADERS,
     ClientGone,
     ModelRewriter,

@@ -24,6 +24,10 @@ T = TypeVar("T")
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
 
+# nginx-style "client closed request": logged and counted, never seen by the client.
+CLIENT_CLOSED = 499
+
+
 class ClientGone(Exception):
     """The client disconnected before the answer was ready; the upstream call was cancelled."""
 

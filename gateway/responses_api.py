@@ -17,10 +17,9 @@ from backends.token_in import TokenPath, reject_native, uses_token_path
 from gateway import fidelity
 from gateway.context import RequestContext
 from gateway.errors import GatewayError
-from gateway.fallback import with_fallbacks
+from gateway.fallback import answer_routed
 from gateway.relay import (
     SSE_HEADERS,
-    ClientGone,
     ModelRewriter,
     SSEResponse,
     until_disconnect,
@@ -31,7 +30,6 @@ from gateway.translate import ResponsesStreamTranslator, chat_to_response, respo
 from gateway.validation import check_responses_body
 
 log = logging.getLogger("gateway.responses")
-CLIENT_CLOSED = 499
 
 
 def _frames(events: list[dict[str, Any]]) -> bytes:
@@ -123,6 +121,8 @@ async def _native(
         return SSEResponse(frames, {**SSE_HEADERS, **ctx.response_headers})
     answer = await until_disconnect(request, driver.responses(body, ctx))
     answer["model"] = model
+    if ctx.policy_version is not None:  # the trainer's weights version (docs/scaling.md)
+        answer["policy_version"] = ctx.policy_version
     if ctx.recorder is not None:
         ctx.answer_body = answer
     ctx.note_usage(answer.get("usage"))
@@ -144,6 +144,8 @@ async def _translated(
     chat = await until_disconnect(request, driver.chat(chat_body, ctx))
     ctx.note_usage(chat.get("usage"))
     answer = chat_to_response(chat, body, model=model)
+    if ctx.policy_version is not None:
+        answer["policy_version"] = ctx.policy_version
     if ctx.recorder is not None:
         ctx.answer_body = answer
     return json_response(answer, headers=ctx.response_headers or None)
@@ -172,14 +174,6 @@ async def create_response(request: Request) -> Response:
         handler = _native if route_driver.native_responses else _translated
         return await handler(request, route_driver, body, model, ctx)
 
-    try:
-        # a token-contract request never moves to another model's route
-        token_request = uses_token_path(driver.route, body)
-        return await with_fallbacks(gateway.router, driver, ctx, serve, not token_request)
-    except ClientGone:
-        return Response(status_code=CLIENT_CLOSED)
-    except GatewayError as exc:
-        exc.headers = {**ctx.response_headers, **exc.headers}
-        if ctx.recorder is not None:
-            ctx.answer_body = exc.body()
-        raise
+    # a token-contract request never moves to another model's route
+    token_request = uses_token_path(driver.route, body)
+    return await answer_routed(gateway.router, driver, ctx, serve, not token_request)

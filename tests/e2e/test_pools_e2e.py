@@ -211,6 +211,7 @@ def test_refit_pause_resume_and_policy_version(replicas: Replicas, tmp_path: Pat
         assert set_version.json() == {"policy_version": "7"}
         first = httpx.post(gw.url + "/v1/chat/completions", json=body)
         assert first.headers["x-policy-version"] == "7"
+        assert first.json()["policy_version"] == "7"
 
         async def scenario() -> tuple[list[httpx.Response], dict, float, httpx.Response]:
             async with httpx.AsyncClient(timeout=30) as client:

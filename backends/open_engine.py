@@ -1,0 +1,33 @@
+"""What the open engines (vLLM, SGLang) share over the OpenAI-compatible driver: one
+reasoning shape on answers and chunks, engine endpoints at the server root, and structured
+output parameters translated on /v1/completions too."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from backends.answers import ChunkTransform, normalize_reasoning, reasoning_chunk
+from backends.openai_compat import OpenAICompatDriver
+
+
+class OpenEngineDriver(OpenAICompatDriver):
+    engine_paths = frozenset({"/tokenize", "/detokenize"})
+    #: parameters translated on /v1/completions (name -> its table entry)
+    completions_translations: ClassVar[Mapping[str, Any]] = {}
+
+    def adapt_answer(self, answer: dict[str, Any]) -> dict[str, Any]:
+        return normalize_reasoning(answer)
+
+    def chunk_transform(self) -> ChunkTransform | None:
+        return reasoning_chunk
+
+    def adapt_completions(self, body: dict[str, Any]) -> dict[str, Any]:
+        # engines ignore unknown structured-output fields on /v1/completions too: translate
+        # them, pass the rest as sent
+        table = self.completions_translations
+        for name in [k for k in body if k in table]:
+            value = body.pop(name)
+            if value is not None:
+                table[name].translate(body, value)
+        return body
