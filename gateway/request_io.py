@@ -79,7 +79,16 @@ async def read_json_body(request: Request, limit: int) -> dict[str, Any]:
 def json_response(
     content: Any, status: int = 200, headers: dict[str, str] | None = None
 ) -> Response:
-    return Response(orjson.dumps(content), status, headers, media_type="application/json")
+    try:
+        body = orjson.dumps(content)
+    except orjson.JSONEncodeError:
+        # only an upstream's answer can hold what orjson will not write back (nesting past
+        # 254 levels, integers past 64 bits): that is a bad upstream answer, not our bug
+        raise GatewayError(
+            502, "the upstream's answer cannot be passed on as JSON (nested too deeply?)",
+            code="upstream_invalid",
+        ) from None  # fmt: skip
+    return Response(body, status, headers, media_type="application/json")
 
 
 def error_response(exc: GatewayError) -> Response:

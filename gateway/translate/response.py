@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from gateway.errors import GatewayError
+
 from .common import (
     build_response,
     convert_logprobs,
@@ -43,7 +45,14 @@ def chat_to_response(
 
     content = message.get("content")
     if isinstance(content, list):  # a few backends answer with text parts
-        content = "".join(p.get("text") or "" for p in content if isinstance(p, dict))
+        content = "".join(
+            p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)
+        )
+    elif content is not None and not isinstance(content, str):
+        raise GatewayError(
+            502, "the upstream answered with message content that is not text",
+            code="upstream_invalid",
+        )  # fmt: skip
     refusal = message.get("refusal")
     tool_calls = message.get("tool_calls") or ()
     parts = []
