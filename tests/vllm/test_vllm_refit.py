@@ -89,33 +89,34 @@ def test_requests_wait_while_paused_and_carry_the_policy_version(
     assert answer.headers["x-policy-version"] == "v2"  # admitted after the update
 
 
-def test_abort_cuts_off_a_long_generation(refit_gateway: GatewayProcess) -> None:
+def test_abort_cuts_off_an_in_flight_request(refit_gateway: GatewayProcess, vllm_url: str) -> None:
+    """The tiny model generates faster than a test can pause, so the engine is paused first
+    (its own /pause?mode=keep): the request then waits inside vLLM, in flight at the gateway,
+    and the gateway's pause in mode abort must cut it off with a 503 the client can retry."""
+    root = vllm_url.removesuffix("/v1")
+
     async def scenario() -> tuple[httpx.Response, dict]:
         async with httpx.AsyncClient(timeout=180) as client:
-            long_request = asyncio.create_task(
+            await client.post(root + "/pause", params={"mode": "keep"})
+            request = asyncio.create_task(
                 client.post(
                     refit_gateway.url + "/v1/chat/completions",
-                    json={
-                        "model": "tiny",
-                        "messages": HELLO,
-                        "max_tokens": 1900,
-                        "temperature": 0,
-                        "ignore_eos": True,
-                    },
+                    json={"model": "tiny", "messages": HELLO, "max_tokens": 8, "temperature": 0},
                 )
             )
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(1.0)
+            assert not request.done()  # held by the paused engine
             paused = await client.post(
                 refit_gateway.url + "/admin/pause", json={"mode": "abort", "timeout_s": 30}
             )
-            result = await long_request
+            result = await request
             await client.post(refit_gateway.url + "/admin/resume")
             return result, paused.json()
 
     result, paused = asyncio.run(scenario())
-    if result.status_code == 200:  # finished before the abort reached it (fast machine)
-        pytest.skip("the generation ended before the pause; nothing to abort")
-    assert paused["aborted"] >= 1
+    assert paused["aborted"] >= 1 and paused["drained"] is True
     assert result.status_code == 503
     assert result.json()["error"]["code"] == "aborted_for_refit"
+    assert result.headers["retry-after"] == "1"
+    assert engine_paused(vllm_url) is False
     assert chat(refit_gateway).status_code == 200
