@@ -16,6 +16,7 @@ from gateway.relay import (
     SSE_HEADERS,
     ModelRewriter,
     SSEResponse,
+    answer_json,
     relay_chat_stream,
     until_disconnect,
 )
@@ -25,7 +26,6 @@ from gateway.validation import check_chat_body
 if TYPE_CHECKING:
     from backends.base import Driver
     from gateway.app import Gateway
-
 
 
 def _gateway(request: Request) -> Gateway:
@@ -65,12 +65,7 @@ async def chat_completions(request: Request) -> Response:
             return SSEResponse(chunks, {**SSE_HEADERS, **ctx.response_headers})
         answer = await until_disconnect(request, route_driver.chat(body, ctx))
         answer["model"] = model
-        if ctx.policy_version is not None:  # the trainer's weights version (docs/scaling.md)
-            answer["policy_version"] = ctx.policy_version
-        if ctx.recorder is not None:
-            ctx.answer_body = answer
-        ctx.note_usage(answer.get("usage"))
-        return json_response(answer, headers=ctx.response_headers or None)
+        return answer_json(answer, ctx)
 
     # a token-contract request never moves to another model's route
     token_request = isinstance(driver, TokenPath)

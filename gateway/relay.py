@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Mapping
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import orjson
 from starlette.requests import Request
@@ -16,6 +16,7 @@ from starlette.types import Receive, Scope, Send
 from backends.base import ChatStream
 from gateway.context import RequestContext
 from gateway.errors import GatewayError
+from gateway.request_io import json_response
 from gateway.sse import DONE_FRAME, frame_data, frame_json
 
 log = logging.getLogger("gateway.relay")
@@ -223,3 +224,14 @@ async def relay_chat_stream(
         yield frame_json(internal.body()) + DONE_FRAME
     finally:
         await stream.aclose()
+
+
+def answer_json(answer: dict[str, Any], ctx: RequestContext, usage: Any = None) -> Response:
+    """The end of every JSON answer: the trainer's policy version, the recording, usage for
+    logs and metrics (`usage` when it came from another body than the answer's)."""
+    if ctx.policy_version is not None:  # the trainer's weights version (docs/scaling.md)
+        answer["policy_version"] = ctx.policy_version
+    if ctx.recorder is not None:
+        ctx.answer_body = answer
+    ctx.note_usage(usage if usage is not None else answer.get("usage"))
+    return json_response(answer, headers=ctx.response_headers or None)

@@ -22,9 +22,10 @@ from gateway.relay import (
     SSE_HEADERS,
     ModelRewriter,
     SSEResponse,
+    answer_json,
     until_disconnect,
 )
-from gateway.request_io import json_response, read_json_body
+from gateway.request_io import read_json_body
 from gateway.sse import frame_named
 from gateway.translate import ResponsesStreamTranslator, chat_to_response, responses_to_chat
 from gateway.validation import check_responses_body
@@ -121,12 +122,7 @@ async def _native(
         return SSEResponse(frames, {**SSE_HEADERS, **ctx.response_headers})
     answer = await until_disconnect(request, driver.responses(body, ctx))
     answer["model"] = model
-    if ctx.policy_version is not None:  # the trainer's weights version (docs/scaling.md)
-        answer["policy_version"] = ctx.policy_version
-    if ctx.recorder is not None:
-        ctx.answer_body = answer
-    ctx.note_usage(answer.get("usage"))
-    return json_response(answer, headers=ctx.response_headers or None)
+    return answer_json(answer, ctx)
 
 
 async def _translated(
@@ -142,13 +138,7 @@ async def _translated(
         frames = _recorded(ctx, relay_translated_stream(stream, translator, ctx))
         return SSEResponse(frames, {**SSE_HEADERS, **ctx.response_headers})
     chat = await until_disconnect(request, driver.chat(chat_body, ctx))
-    ctx.note_usage(chat.get("usage"))
-    answer = chat_to_response(chat, body, model=model)
-    if ctx.policy_version is not None:
-        answer["policy_version"] = ctx.policy_version
-    if ctx.recorder is not None:
-        ctx.answer_body = answer
-    return json_response(answer, headers=ctx.response_headers or None)
+    return answer_json(chat_to_response(chat, body, model=model), ctx, chat.get("usage"))
 
 
 def _recorded(ctx: RequestContext, frames: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
