@@ -49,6 +49,8 @@ def serve(
     common = dict(
         host=server.host,
         port=server.port,
+        # uvicorn's default 2,048 overflows when thousands of rollout workers connect at once
+        backlog=server.backlog,
         log_level=server.log_level,
         access_log=server.access_log,
         loop="uvloop",

@@ -61,6 +61,9 @@ class ServerConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     workers: int = Field(1, ge=1)
+    backlog: int = Field(
+        4096, ge=1, description="listen backlog; the kernel caps it at net.core.somaxconn"
+    )
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024, description="413 above this")
     max_header_bytes: int = Field(64 * 1024, ge=1024, description="431 above this")
     upstream_max_connections: int = Field(
@@ -176,6 +179,9 @@ class RouteConfig(PoolPolicy):
 
     @model_validator(mode="after")
     def _check_backend_fields(self) -> RouteConfig:
+        for name, value in self.headers.items():
+            if any(c in name or c in value for c in "\r\n\0") or not name.strip():
+                raise ValueError(f"headers: {name!r} has an empty name or a line break")
         if self.backend in NETWORK_BACKENDS:
             if self.base_url and self.base_urls:
                 raise ValueError("give base_url (one upstream) or base_urls (a pool), not both")

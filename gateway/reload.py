@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("gateway.reload")
 # Server settings a running process cannot change (they shape sockets, workers, pools, logs).
 RESTART_ONLY = (
-    "host", "port", "workers", "upstream_max_connections", "log_level", "log_format",
+    "host", "port", "workers", "backlog", "upstream_max_connections", "log_level", "log_format",
     "access_log", "shutdown_grace_s", "cors_origins",
 )  # fmt: skip
 
