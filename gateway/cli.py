@@ -71,11 +71,13 @@ def serve(
             "gateway.app:create_app_from_env", factory=True, workers=server.workers, **common
         )
         return
-    from gateway.app import create_app
+    from gateway.app import create_app, tune_gc
 
     # The app remembers the file and the flags: SIGHUP and POST /admin/reload load them again.
     path = os.path.abspath(config_path) if config_path else None
-    uvicorn.run(create_app(config, path, overrides, reload_signal=True), **common)
+    app = create_app(config, path, overrides, reload_signal=True)
+    tune_gc()
+    uvicorn.run(app, **common)
 
 
 def main(argv: list[str] | None = None) -> int:
