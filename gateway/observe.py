@@ -8,6 +8,7 @@ send wrapper per request, and a request that ends by disconnect or crash is stil
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import sys
@@ -34,8 +35,23 @@ _MAX_ID_LEN = 200
 access_log = logging.getLogger("gateway.access")
 
 
-def new_request_id() -> str:
-    return "req_" + os.urandom(12).hex()
+class _RequestIds:
+    """req_ + a random per-process prefix + a counter: unique without a getrandom() system
+    call per request (ids are labels, not secrets). A forked child draws a new prefix."""
+
+    def __init__(self) -> None:
+        self.reseed()
+        os.register_at_fork(after_in_child=self.reseed)
+
+    def reseed(self) -> None:
+        self.prefix = "req_" + os.urandom(6).hex()
+        self.counter = itertools.count(int.from_bytes(os.urandom(3)))
+
+    def __call__(self) -> str:
+        return f"{self.prefix}{next(self.counter):012x}"
+
+
+new_request_id = _RequestIds()
 
 
 def _acceptable_id(raw: bytes) -> bool:
@@ -145,7 +161,7 @@ class ObserveMiddleware:
         if ctx.completion_tokens:
             metrics.tokens.inc((route, "out"), ctx.completion_tokens)
         if self.gateway.request_log and access_log.isEnabledFor(logging.INFO):
-            access_log.info("request", extra={"fields": request_fields(ctx, scope, now)})
+            write_request_line(request_fields(ctx, scope, now))
         for hook in self.gateway.finish_hooks:
             hook(ctx)
 
@@ -177,8 +193,30 @@ def request_fields(ctx: RequestContext, scope: Scope, now: float) -> dict[str, A
     return fields
 
 
+def write_request_line(fields: dict[str, Any]) -> None:
+    """The request line: straight into the buffered handler when it is the access log's only
+    one (no LogRecord, no caller lookup: ~6 % of a worker's CPU at 3,000 req/s), else through
+    logging as any other line."""
+    handlers = access_log.handlers
+    if len(handlers) == 1 and type(handlers[0]) is BufferedLineHandler:
+        handlers[0].add_line(handlers[0].formatter.request_line(fields))  # type: ignore[union-attr]
+    else:
+        access_log.info("request", extra={"fields": fields})
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message and any structured fields."""
+
+    def request_line(self, fields: dict[str, Any]) -> str:
+        """What format() makes of access_log.info("request", extra={"fields": fields})."""
+        doc = {
+            "ts": round(time.time(), 3),
+            "level": "info",
+            "logger": access_log.name,
+            "msg": "request",
+            **fields,
+        }
+        return orjson.dumps(doc).decode()
 
     def format(self, record: logging.LogRecord) -> str:
         doc: dict[str, Any] = {
@@ -219,6 +257,9 @@ class BufferedLineHandler(logging.Handler):
         except Exception:
             self.handleError(record)
             return
+        self.add_line(line)
+
+    def add_line(self, line: str) -> None:
         self._lines.append(line)
         self._size += len(line)
         if self._size >= self.MAX_BUFFER:
@@ -267,5 +308,13 @@ class _FieldsFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         fields = getattr(record, "fields", {}) or {}
-        pairs = " ".join(f"{k}={v}" for k, v in fields.items())
-        return f"{self.formatTime(record)} {record.levelname} {record.name}: {pairs}"
+        return f"{self.formatTime(record)} {record.levelname} {record.name}: {_pairs(fields)}"
+
+    def request_line(self, fields: dict[str, Any]) -> str:
+        now = time.time()
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))
+        return f"{stamp},{int(now % 1 * 1000):03d} INFO {access_log.name}: {_pairs(fields)}"
+
+
+def _pairs(fields: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v}" for k, v in fields.items())
