@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httptools
 
@@ -52,7 +52,7 @@ class Target:
         self.host = parts.hostname or ""
         self.port = parts.port or 80
         self.key = (self.host, self.port)
-        self.path_prefix = parts.path.rstrip("/")
+        self.path_prefix = quote(parts.path.rstrip("/"), safe="/%:@!$&'()*+,;=-._~")
         self.request_head = f"Host: {parts.netloc}\r\n".encode("latin-1")
 
     @staticmethod
@@ -62,7 +62,7 @@ class Target:
         return (
             parts.scheme == "http"
             and bool(parts.hostname)
-            and not parts.username
+            and "@" not in parts.netloc  # credentials, even with an empty user name
             and not parts.query
             and not parts.fragment
         )
@@ -175,6 +175,8 @@ class H1Response:
     def release(self) -> None:
         """Done with the answer: its connection goes back to the pool if it can be reused."""
         reusable = self.complete and self.keep_alive and self._error is None
+        if reusable and self._paused:  # released unread: an idle connection must read again
+            self._resume()
         self._conn.finished(self, reusable)
 
     def close(self) -> None:
@@ -244,6 +246,7 @@ class _Conn(asyncio.Protocol):
         self.parser = httptools.HttpResponseParser(self)
         self.response: H1Response | None = None
         self.closed = False
+        self.interim = False  # inside a 1xx answer
         self.used = False  # served a request before: as a stale keep-alive it may have died
 
     # -- asyncio.Protocol ----------------------------------------------------------------
@@ -252,7 +255,10 @@ class _Conn(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         response = self.response
-        if response is None:  # bytes on an idle connection: nothing we can follow
+        if response is None or response.complete:
+            # bytes on an idle connection or past the end of the answer: nothing to follow
+            if response is not None:
+                response.keep_alive = False
             self.drop()
             return
         try:
@@ -280,16 +286,33 @@ class _Conn(asyncio.Protocol):
             response.fail(exc if exc is not None else ServerDisconnected())
 
     # -- llhttp callbacks ------------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        response = self.response
+        if response is not None and response.complete:  # a second answer in the same bytes
+            response.keep_alive = False
+            raise InvalidResponse("more bytes than the answer")
+
     def on_header(self, name: bytes, value: bytes) -> None:
         self.response.raw_headers.append((name, value))  # type: ignore[union-attr]
 
     def on_headers_complete(self) -> None:
         response = self.response
         assert response is not None
-        response.status = self.parser.get_status_code()
+        status = self.parser.get_status_code()
+        if 100 <= status < 200:  # interim answer (103 Early Hints, ...): the real one follows
+            self.interim = True
+            response.raw_headers = []
+            return
+        response.status = status
         response.headers_done = True
-        names = {name.lower() for name, _ in response.raw_headers}
-        response.until_close = b"content-length" not in names and b"transfer-encoding" not in names
+        length = chunked = False
+        for name, value in response.raw_headers:
+            name = name.lower()
+            if name == b"content-length":
+                length = True
+            elif name == b"transfer-encoding":
+                chunked = value.lower().rstrip().endswith(b"chunked")
+        response.until_close = not length and not chunked
         response._wake()
 
     def on_body(self, body: bytes) -> None:
@@ -298,6 +321,9 @@ class _Conn(asyncio.Protocol):
     def on_message_complete(self) -> None:
         response = self.response
         assert response is not None
+        if self.interim:
+            self.interim = False
+            return
         response.complete = True
         response.keep_alive = self.parser.should_keep_alive()
         response._wake()

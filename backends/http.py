@@ -12,11 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import orjson
 
 from backends.base import ChatStream
@@ -31,6 +31,9 @@ from gateway.errors import GatewayError
 from gateway.policies import RetryPolicy
 from gateway.sse import DONE, final_event, split_events
 
+if TYPE_CHECKING:
+    import aiohttp
+
 log = logging.getLogger("gateway.upstream")
 
 # Upstream answer headers worth passing on to the client.
@@ -44,7 +47,17 @@ class StreamBroken(GatewayError):
 
 
 def client_timeout(t: Timeouts) -> aiohttp.ClientTimeout:
+    import aiohttp
+
     return aiohttp.ClientTimeout(total=t.total, sock_connect=t.connect, sock_read=t.idle)
+
+
+def client_errors() -> tuple[type[BaseException], ...]:
+    """What a failed upstream read raises: aiohttp's errors only once aiohttp is in use
+    (it is imported lazily: ~10 MiB and ~0.1 s of start-up that plain-http routes never
+    need)."""
+    aiohttp = sys.modules.get("aiohttp")
+    return (aiohttp.ClientError, H1Error, OSError) if aiohttp else (H1Error, OSError)
 
 
 def pass_on_headers(headers: Mapping[str, str], ctx: RequestContext) -> None:
@@ -69,7 +82,6 @@ class Upstream:
     headers: dict[str, str]
     head: bytes  # the same headers as request lines, for backends/h1.py
     timeouts: Timeouts
-    timeout: aiohttp.ClientTimeout
     first_byte: float | None
     pool: Pool
     retries: RetryPolicy
@@ -87,11 +99,15 @@ class Upstream:
             headers=headers,
             head=encode_headers(headers),
             timeouts=route.timeouts,
-            timeout=client_timeout(route.timeouts),
             first_byte=route.timeouts.first_byte,
             pool=Pool.from_urls(route.name, urls, route),
             retries=route.retries,
         )
+
+    @property
+    def timeout(self) -> aiohttp.ClientTimeout:
+        """The same timeouts for aiohttp (https upstreams, engine side calls)."""
+        return client_timeout(self.timeouts)
 
     @property
     def base_url(self) -> str:
@@ -127,6 +143,8 @@ class UpstreamHTTP:
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
+            import aiohttp
+
             # limit=0: no silent cap on concurrent upstream requests (aiohttp's default is 100).
             connector = aiohttp.TCPConnector(
                 limit=self._max_connections,
@@ -176,6 +194,8 @@ class UpstreamHTTP:
                     502, f"{where} failed before answering ({type(exc).__name__})",
                     code="upstream_error",
                 ) from None  # fmt: skip
+        import aiohttp
+
         headers = upstream.headers
         if ctx.request_id:
             headers = {**headers, "x-request-id": ctx.request_id}
@@ -188,7 +208,7 @@ class UpstreamHTTP:
                 return await send
             async with asyncio.timeout(upstream.first_byte):
                 return await send
-        except (TimeoutError, aiohttp.ServerTimeoutError):
+        except TimeoutError:  # aiohttp's ServerTimeoutError is one too
             raise GatewayError(
                 504, f"{where} sent no answer in time", code="upstream_timeout"
             ) from None
@@ -305,9 +325,9 @@ class UpstreamHTTP:
             if self.control.aborting and task.uncancel() == 0:
                 raise _aborted() from None
             raise
-        except (TimeoutError, aiohttp.ServerTimeoutError):
+        except TimeoutError:
             raise GatewayError(504, f"{where} stopped answering", code="upstream_timeout") from None
-        except (aiohttp.ClientError, H1Error, OSError) as exc:
+        except client_errors() as exc:
             raise GatewayError(
                 502, f"{where} broke off its answer ({type(exc).__name__})", code="upstream_error"
             ) from None
@@ -343,6 +363,8 @@ class UpstreamHTTP:
 
     async def get_status(self, url: str, timeout: float = 2.0) -> int | None:
         """GET a URL (health checks); None when unreachable."""
+        import aiohttp
+
         try:
             async with self.session.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as r:
                 await r.read()
@@ -352,6 +374,8 @@ class UpstreamHTTP:
 
     async def post_status(self, url: str, timeout: float = 30.0) -> tuple[int | None, str]:
         """POST with no body (engine admin endpoints); (status, short text)."""
+        import aiohttp
+
         try:
             async with self.session.post(url, timeout=aiohttp.ClientTimeout(total=timeout)) as r:
                 return r.status, (await r.text())[:200]
@@ -419,11 +443,11 @@ class UpstreamSSE(ChatStream):
             # EOF without [DONE]: the HTTP body ended cleanly (transformers serve never sends
             # [DONE]); the caller judges from the chunks whether the answer was complete.
             self._finished = True
-        except (TimeoutError, aiohttp.ServerTimeoutError):
+        except TimeoutError:
             raise StreamBroken(
                 504, f"{describe} stalled mid-stream (idle timeout)", code="upstream_timeout"
             ) from None
-        except (aiohttp.ClientError, H1Error, OSError) as exc:
+        except client_errors() as exc:
             if self._aborted:
                 error = _aborted()
                 raise StreamBroken(error.status, error.message, code=error.code) from None

@@ -20,10 +20,9 @@ import asyncio
 import logging
 from typing import Any
 
-import aiohttp
 import orjson
 
-from backends.http import Upstream
+from backends.http import Upstream, client_errors
 from gateway.config import RouteConfig
 from gateway.context import RequestContext
 from gateway.errors import GatewayError
@@ -269,7 +268,7 @@ class SGLangTokenEngine(TokenEngine):
                 url, headers=upstream.headers, timeout=upstream.timeout
             ) as resp:
                 doc = orjson.loads(await resp.read()) if resp.status == 200 else None
-        except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError):
+        except (*client_errors(), orjson.JSONDecodeError):
             return None
         data = doc.get("data") if isinstance(doc, dict) else None
         if isinstance(data, list):
