@@ -232,6 +232,9 @@ async def closed_loop(
     )
     live = [c for c in conns if isinstance(c, _Conn)]
     result = CellResult(errors=concurrency - len(live))
+    if not live:  # the target accepts nothing (it died, or its backlog is full)
+        result.seconds = duration
+        return result
     t_measure = now() + warmup
     window = [t_measure + duration]  # its end; moved later for slow targets
 

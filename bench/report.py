@@ -98,6 +98,9 @@ def render(results: dict[str, Any]) -> str:
             split = slow["huge_split"]
             huge += f"; {split['workers']} workers on core 0: {_slow_text(split)}"
         out.append(f"| {name} | {startup} | {idle} | {_slow_text(slow.get('many'))} | {huge} |")
+    notes = [f"* {name}: {note}" for name, row in rows.items() for note in row.get("notes", [])]
+    if notes:
+        out += ["", "Notes:", *notes]
     out += ["", *_translation(results), "", *_workers(results), "", *_checks(results)]
     return "\n".join(out) + "\n"
 

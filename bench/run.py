@@ -163,6 +163,12 @@ async def bench_target(
         if name in opts.skip_scenarios:
             continue
         for conc in opts.conc:
+            if target.proc is not None and not target.proc.alive():
+                note = f"the process died before {name} c={conc}; later cells skipped"
+                if note not in first.notes:
+                    first.notes.append(note)
+                    print(f"   {note}\n{target.proc.tail()}", flush=True)
+                break
             cell = await run_cell(target, name, conc, opts)
             cells.setdefault(name, {})[str(conc)] = cell
             print(f"   {name:17s} c={conc:<4d} {report.cell_text(cell)}", flush=True)
