@@ -29,7 +29,8 @@ from bodies import chat_body, responses_body  # noqa: E402
 from fake_upstream import CHAT_BODY, build_stream  # noqa: E402
 
 from gateway.relay import ModelRewriter  # noqa: E402
-from gateway.sse import frame_data, frame_named  # noqa: E402
+from gateway.responses_api import _frames  # noqa: E402
+from gateway.sse import frame_data  # noqa: E402
 from gateway.translate import (  # noqa: E402
     DEFAULT_DIALECT,
     ResponsesStreamTranslator,
@@ -78,12 +79,14 @@ def measure() -> dict[str, float]:
         answer["model"] = MODEL
         orjson.dumps(answer)
 
-    def responses_stream() -> None:
-        translator = ResponsesStreamTranslator(responses_body(MODEL, True), model=MODEL)
-        out = [frame_named(e["type"], e) for e in translator.start()]
+    def responses_stream() -> None:  # as gateway/responses_api.py relays it (framed)
+        translator = ResponsesStreamTranslator(
+            responses_body(MODEL, True), model=MODEL, framed=True
+        )
+        out = [_frames(translator.start())]
         for payload in stream_payloads:
-            out += [frame_named(e["type"], e) for e in translator.feed(orjson.loads(payload))]
-        out += [frame_named(e["type"], e) for e in translator.finish()]
+            out.append(_frames(translator.feed(orjson.loads(payload))))
+        out.append(_frames(translator.finish()))
 
     def chat_stream() -> None:
         rewrite = ModelRewriter("fake", MODEL)

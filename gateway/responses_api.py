@@ -33,8 +33,9 @@ from gateway.validation import check_responses_body
 log = logging.getLogger("gateway.responses")
 
 
-def _frames(events: list[dict[str, Any]]) -> bytes:
-    return b"".join(frame_named(e["type"], e) for e in events)
+def _frames(events: list[Any]) -> bytes:
+    """SSE bytes of a framed translator's events (dicts, or bytes framed already)."""
+    return b"".join(e if type(e) is bytes else frame_named(e["type"], e) for e in events)
 
 
 async def relay_translated_stream(
@@ -133,7 +134,7 @@ async def _translated(
         driver = TokenPath(driver)
     if body.get("stream"):
         stream = await until_disconnect(request, driver.open_chat_stream(chat_body, ctx))
-        translator = ResponsesStreamTranslator(body, model=model)
+        translator = ResponsesStreamTranslator(body, model=model, framed=True)
         # SSEResponse, not StreamingResponse: no anyio task group per stream (relay.py)
         frames = _recorded(ctx, relay_translated_stream(stream, translator, ctx))
         return SSEResponse(frames, {**SSE_HEADERS, **ctx.response_headers})

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
+
 from .common import (
     build_response,
     convert_logprobs,
@@ -24,6 +26,14 @@ from .common import (
     token_bundle,
 )
 
+# The one event of almost every chunk, framed by hand when the translator frames its own
+# events (``framed=True``): byte for byte what frame_named() makes of the event dict.
+_DELTA_HEAD = (
+    b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta",'
+    b'"sequence_number":'
+)
+_DELTA_TAIL = b',"logprobs":[]}\n\n'
+
 _EMPTY_PART = {
     "output_text": lambda: output_text_part("", []),
     "refusal": lambda: {"type": "refusal", "refusal": ""},
@@ -34,7 +44,7 @@ _EMPTY_PART = {
 class _Text:
     """An open-or-closed reasoning or message item."""
 
-    __slots__ = ("buf", "cur", "final", "id", "index", "kind", "lps", "parts")
+    __slots__ = ("buf", "cur", "delta_where", "final", "id", "index", "kind", "lps", "parts")
 
     def __init__(self, kind: str, index: int) -> None:
         self.kind = kind  # "reasoning" | "message"
@@ -45,6 +55,18 @@ class _Text:
         self.buf: list[str] = []
         self.lps: list[dict] = []
         self.final: dict | None = None
+        self.delta_where: tuple[int, bytes] = (-1, b"")  # (content index, its encoded fields)
+
+    def encoded_where(self) -> bytes:
+        """`,"item_id":…,"output_index":…,"content_index":…,"delta":` for the open part."""
+        content_index = len(self.parts)
+        if self.delta_where[0] != content_index:
+            where = (
+                f',"item_id":"{self.id}","output_index":{self.index},'
+                f'"content_index":{content_index},"delta":'
+            )
+            self.delta_where = (content_index, where.encode())
+        return self.delta_where[1]
 
     def part(self) -> dict:
         text = "".join(self.buf)
@@ -97,7 +119,11 @@ class ResponsesStreamTranslator:
         model: str,
         response_id: str | None = None,
         created_at: int | None = None,
+        framed: bool = False,
     ) -> None:
+        # framed: output_text delta events without log-probs come out as SSE bytes (the
+        # relay's hot path), every other event as a dict (frame them with frame_named)
+        self._framed = framed
         self._request = request
         self._model = model
         self._id = response_id or new_id("resp")
@@ -282,6 +308,13 @@ class ResponsesStreamTranslator:
         if not delta:
             return
         item.buf.append(delta)
+        if part == "output_text" and self._framed and not lps:
+            seq = self._seq
+            self._seq = seq + 1
+            fields = item.encoded_where()
+            text = orjson.dumps(delta)
+            ev.append(b"".join((_DELTA_HEAD, str(seq).encode(), fields, text, _DELTA_TAIL)))
+            return
         where = {"item_id": item.id, "output_index": item.index, "content_index": len(item.parts)}
         if part == "output_text":
             ev.append(

@@ -625,3 +625,29 @@ def test_chunks_not_mutated():
         translator.feed(c)
     translator.finish()
     assert chunks == before
+
+
+@pytest.mark.parametrize("chunks", [r[1] for r in SCENARIOS], ids=[r[0] for r in SCENARIOS])
+def test_framed_translator_sends_the_same_bytes(chunks, monkeypatch):
+    """framed=True (the relay's hot path) frames plain text deltas itself: byte for byte what
+    frame_named() makes of the dict events, in every scenario."""
+    import itertools
+
+    import gateway.translate.stream as stream_module
+    from gateway.responses_api import _frames
+
+    def translate(framed: bool) -> bytes:
+        counter = itertools.count()
+        monkeypatch.setattr(stream_module, "new_id", lambda prefix: f"{prefix}_{next(counter)}")
+        translator = ResponsesStreamTranslator(
+            REQUEST, model="route", response_id="resp_1", created_at=1, framed=framed
+        )
+        out = [_frames(translator.start())]
+        out += [_frames(translator.feed(copy.deepcopy(c))) for c in chunks]
+        out.append(_frames(translator.finish()))
+        return b"".join(out)
+
+    plain, framed = translate(False), translate(True)
+    assert framed == plain
+    terminal = (b"response.completed", b"response.incomplete", b"response.failed")
+    assert any(b"event: " + name + b"\n" in framed for name in terminal)
