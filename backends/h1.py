@@ -366,17 +366,19 @@ class H1Client:
         head: bytes,
         body: bytes,
         timeouts: Any,
+        method: bytes = b"POST",
     ) -> H1Response:
-        """Send one POST; return once the answer's status and headers arrived. `head` holds
-        the request's header lines (each ending in CRLF); `timeouts` has connect, first_byte,
-        idle and total (gateway.config.Timeouts). The caller must release() or close() the
-        answer. A reused keep-alive connection that died before answering is retried once on
-        a fresh one: the engine closed it while idle, so the request never reached it."""
+        """Send one request (a POST unless `method` says otherwise; a GET carries no body);
+        return once the answer's status and headers arrived. `head` holds the request's
+        header lines (each ending in CRLF); `timeouts` has connect, first_byte, idle and total
+        (gateway.config.Timeouts). The caller must release() or close() the answer. A reused
+        keep-alive connection that died before answering is retried once on a fresh one: the
+        engine closed it while idle, so the request never reached it."""
+        length = b"" if method == b"GET" else b"content-length: %d\r\n" % len(body)
         request = b"".join(
             (
-                b"POST ", target.path_prefix.encode("latin-1"), path.encode("latin-1"),
-                b" HTTP/1.1\r\n", target.request_head, head,
-                b"content-length: ", str(len(body)).encode(), b"\r\n\r\n", body,
+                method, b" ", target.path_prefix.encode("latin-1"), path.encode("latin-1"),
+                b" HTTP/1.1\r\n", target.request_head, head, length, b"\r\n", body,
             )
         )  # fmt: skip
         loop = asyncio.get_running_loop()

@@ -363,21 +363,32 @@ class UpstreamHTTP:
 
     async def get_status(self, url: str, timeout: float = 2.0) -> int | None:
         """GET a URL (health checks); None when unreachable."""
-        import aiohttp
-
-        try:
-            async with self.session.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as r:
-                await r.read()
-                return r.status
-        except (aiohttp.ClientError, TimeoutError):
-            return None
+        status, _ = await self._bodyless(b"GET", url, timeout)
+        return status
 
     async def post_status(self, url: str, timeout: float = 30.0) -> tuple[int | None, str]:
         """POST with no body (engine admin endpoints); (status, short text)."""
+        return await self._bodyless(b"POST", url, timeout)
+
+    async def _bodyless(self, method: bytes, url: str, timeout: float) -> tuple[int | None, str]:
+        """(status, the first 200 characters of the answer) or (None, why)."""
+        if Target.supports(url):
+            limits = Timeouts(connect=timeout, total=timeout)
+            try:
+                response = await self.h1.post(Target(url), "", b"", b"", limits, method)
+                try:
+                    text = (await response.read()).decode("utf-8", "replace")
+                finally:
+                    response.release()
+                return response.status, text[:200]
+            except (H1Error, OSError) as exc:
+                return None, type(exc).__name__
         import aiohttp
 
         try:
-            async with self.session.post(url, timeout=aiohttp.ClientTimeout(total=timeout)) as r:
+            async with self.session.request(
+                method.decode(), url, timeout=aiohttp.ClientTimeout(total=timeout)
+            ) as r:
                 return r.status, (await r.text())[:200]
         except (aiohttp.ClientError, TimeoutError) as exc:
             return None, type(exc).__name__

@@ -9,11 +9,13 @@ import sys
 import time
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gateway.compare.client import Result
 from gateway.compare.inputs import Case, InputError, load_cases
 from gateway.config import CONFIG_ENV, GatewayConfig, load_config
+
+if TYPE_CHECKING:  # not at run time: the client imports aiohttp, which `serve` never needs
+    from gateway.compare.client import Result
 
 API_KEY_ENV = "GYM_GATEWAY_API_KEY"
 

@@ -885,3 +885,17 @@ async def test_a_second_answer_in_the_same_packet_leaves_the_first_intact() -> N
         response.release()
         await client.aclose()
     assert up.connections == 2
+
+
+async def test_get_has_no_body_and_no_length() -> None:
+    """Health checks: GET on the URL's own path, no content-length."""
+    async with loopback(serve_ok) as up:
+        client = H1Client()
+        target = Target(f"http://127.0.0.1:{up.port}/health")
+        response = await client.post(target, "", b"", b"", limits(), method=b"GET")
+        assert response.status == 200 and await response.read() == b'{"ok":true}'
+        response.release()
+        await client.aclose()
+    [request] = up.requests
+    assert request.line == "GET /health HTTP/1.1"
+    assert request.header("content-length") == [] and request.body == b""
