@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import sys
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -416,6 +416,9 @@ class UpstreamSSE(ChatStream):
         self._released = False
         self._aborted = False
         self.saw_done = False
+        # the driver's per-chunk transform, applied here rather than by a TransformedStream
+        # around this one: an async-generator layer less on every relayed chunk
+        self.transform: Callable[[bytes], bytes] | None = None
 
     def _abort(self) -> None:
         self._aborted = True
@@ -425,6 +428,7 @@ class UpstreamSSE(ChatStream):
     async def _events(self) -> AsyncIterator[list[Any]]:
         describe = self._upstream.describe(self._replica)
         named = self._named_events
+        transform = self.transform
         try:
             with self._control.abortable(self._abort):
                 # readany() + split_events() inline, not iter_sse(content.iter_any()): two
@@ -443,7 +447,12 @@ class UpstreamSSE(ChatStream):
                         if event.data == DONE:
                             self._finished = True
                             break
-                        payloads.append(event if named else event.data)
+                        if named:
+                            payloads.append(event)
+                        elif transform is None:
+                            payloads.append(event.data)
+                        else:
+                            payloads.append(transform(event.data))
                     if payloads:
                         yield payloads
                     if self._finished:

@@ -12,7 +12,7 @@ from typing import Any
 
 from backends.answers import ChunkTransform, TransformedStream
 from backends.base import ChatStream, Driver
-from backends.http import Upstream, UpstreamHTTP
+from backends.http import Upstream, UpstreamHTTP, UpstreamSSE
 from backends.params import DROPPED_HEADER, ParamTable, fidelity_view
 from backends.upstream_errors import UpstreamError
 from gateway.config import RouteConfig
@@ -88,7 +88,12 @@ class OpenAICompatDriver(Driver):
         except UpstreamError as exc:
             raise self.refine_error(exc) from None
         transform = self.chunk_transform()
-        return TransformedStream(stream, transform) if transform is not None else stream
+        if transform is None:
+            return stream
+        if isinstance(stream, UpstreamSSE) and stream.transform is None:
+            stream.transform = transform  # applied in its read loop: one layer less per chunk
+            return stream
+        return TransformedStream(stream, transform)
 
     async def chat(self, body: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
         answer = await self._post(self.upstream, CHAT_PATH, self.request_body(body, ctx), ctx)

@@ -18,6 +18,8 @@ class SSEEvent:
 
 
 def _parse_event(block: bytes) -> SSEEvent | None:
+    if block.startswith(b"data: ") and b"\n" not in block:  # nearly every event: one line
+        return SSEEvent(block[6:])
     data_lines: list[bytes] = []
     event: str | None = None
     for line in block.split(b"\n"):
