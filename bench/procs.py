@@ -191,6 +191,23 @@ def fake_upstream(port: int, chunks: int, delay_ms: float, logdir: Path) -> Proc
     )
 
 
+def core_speed_ms(core: int = 0) -> float:
+    """A fixed pure-Python loop on `core`, in ms (best of 3): on a shared virtual machine the
+    same core is sometimes much slower; this says how fast it was during a run."""
+    script = "import time;t=time.perf_counter();sum(range(10**7));print(time.perf_counter()-t)"
+    best = float("inf")
+    for _ in range(3):
+        out = subprocess.run(
+            ["taskset", "-c", str(core), sys.executable, "-c", script],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        try:
+            best = min(best, float(out.stdout) * 1000)
+        except ValueError:
+            return float("nan")
+    return round(best, 1)
+
+
 def machine() -> dict[str, object]:
     model = "?"
     try:
@@ -205,4 +222,5 @@ def machine() -> dict[str, object]:
         "cpu": model,
         "python": sys.version.split()[0],
         "loadavg_start": os.getloadavg(),
+        "core0_speed_ms_start": core_speed_ms(0),
     }

@@ -64,7 +64,13 @@ def render(results: dict[str, Any]) -> str:
         "",
         f"{meta['started']} · {meta['nproc']} × {meta['cpu']} · Python {meta['python']} · "
         f"load average (1/5/15 min) {load} at start, {load_end} at end · "
-        f"ulimit -n {meta['nofile']}",
+        f"ulimit -n {meta['nofile']}"
+        + (
+            f" · core 0 speed (sum(range(10**7)), best of 3) "
+            f"{meta['core0_speed_ms_start']} ms at start, {meta['core0_speed_ms_end']} ms at end"
+            if "core0_speed_ms_start" in meta
+            else ""
+        ),
         "",
         "Cells: requests (or streams) per second · latency p50/p99 · time to first SSE event "
         "p50 (streams) · CPU time of the target per request (its processes, all threads). "

@@ -30,6 +30,7 @@ from bodies import chat_body, responses_body
 from loadgen import Scenario, build_request, closed_loop, many_streams, quantile
 from procs import (
     ROOT,
+    core_speed_ms,
     cpu_seconds,
     fake_upstream,
     free_port,
@@ -300,6 +301,7 @@ async def main_async(opts: argparse.Namespace) -> dict:
             up.stop()
     results["targets"] = rows
     results["meta"]["loadavg_end"] = os.getloadavg()
+    results["meta"]["core0_speed_ms_end"] = core_speed_ms(0)
     return results
 
 
