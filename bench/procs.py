@@ -34,6 +34,24 @@ def raise_fd_limit() -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
+SOMAXCONN = Path("/proc/sys/net/core/somaxconn")
+WANTED_SOMAXCONN = 16384
+
+
+def raise_somaxconn() -> int:
+    """The kernel's cap on listen backlogs, raised to 16,384 where we may (root in its own
+    network namespace), as a host serving thousands of connecting clients would be tuned;
+    returns the value in force. Every target gets the same (nginx and the gateway ask for
+    16,384, LiteLLM for uvicorn's 2,048)."""
+    try:
+        current = int(SOMAXCONN.read_text())
+        if current < WANTED_SOMAXCONN:
+            SOMAXCONN.write_text(str(WANTED_SOMAXCONN))
+        return int(SOMAXCONN.read_text())
+    except (OSError, ValueError):
+        return -1
+
+
 def pin(cpu: int) -> str:
     """taskset argument for `cpu`, or '' on a one-core machine (nothing to pin apart)."""
     return str(cpu) if (os.cpu_count() or 1) > cpu else ""

@@ -65,6 +65,7 @@ def render(results: dict[str, Any]) -> str:
         f"{meta['started']} · {meta['nproc']} × {meta['cpu']} · Python {meta['python']} · "
         f"load average (1/5/15 min) {load} at start, {load_end} at end · "
         f"ulimit -n {meta['nofile']}"
+        + (f" · net.core.somaxconn {meta['somaxconn']}" if "somaxconn" in meta else "")
         + (
             f" · core 0 speed (sum(range(10**7)), best of 3) "
             f"{meta['core0_speed_ms_start']} ms at start, {meta['core0_speed_ms_end']} ms at end"

@@ -37,6 +37,7 @@ from procs import (
     machine,
     pin,
     raise_fd_limit,
+    raise_somaxconn,
     rss_bytes,
 )
 
@@ -258,6 +259,7 @@ async def main_async(opts: argparse.Namespace) -> dict:
     logdir.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"meta": {**machine(), "mode": "quick" if opts.quick else "full"}}
     results["meta"]["nofile"] = opts.nofile
+    results["meta"]["somaxconn"] = opts.somaxconn
     results["meta"]["slow"] = {
         "chunks": opts.slow_chunks, "delay_ms": opts.slow_delay_ms, "ramp_s": opts.slow_ramp
     }  # fmt: skip
@@ -372,6 +374,7 @@ def main() -> None:
     if (os.cpu_count() or 1) >= 2:
         os.sched_setaffinity(0, {1})  # the load generator shares core 1 with the upstreams
     opts.nofile = raise_fd_limit()
+    opts.somaxconn = raise_somaxconn()
     try:
         import uvloop
 

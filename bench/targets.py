@@ -122,9 +122,9 @@ http {{
   keepalive_requests 10000000;
   upstream fast {{ server 127.0.0.1:{fast}; keepalive 1024; }}
   upstream slow {{ server 127.0.0.1:{slow}; keepalive 1024; }}
-  server {{ listen 127.0.0.1:{port} backlog=4096;
+  server {{ listen 127.0.0.1:{port} backlog=16384;
     location / {{ proxy_pass http://fast; {proxy} }} }}
-  server {{ listen 127.0.0.1:{slow_port} backlog=4096;
+  server {{ listen 127.0.0.1:{slow_port} backlog=16384;
     location / {{ proxy_pass http://slow; {proxy} }} }}
 }}
 """

@@ -62,7 +62,7 @@ class ServerConfig(_Strict):
     port: int = Field(8080, ge=0, le=65535)
     workers: int = Field(1, ge=1)
     backlog: int = Field(
-        4096, ge=1, description="listen backlog; the kernel caps it at net.core.somaxconn"
+        16384, ge=1, description="listen backlog; the kernel caps it at net.core.somaxconn"
     )
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024, description="413 above this")
     max_header_bytes: int = Field(64 * 1024, ge=1024, description="431 above this")
