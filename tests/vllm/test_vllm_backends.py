@@ -175,10 +175,10 @@ def test_client_disconnect_frees_the_engine(vllm_gateway: GatewayProcess, vllm_u
     # a stream's relay competes with the engine for the CPU, so a streaming client may see
     # its first chunk only when generation is done. The bounds leave room for a loaded,
     # shared machine (the gateway may notice the disconnect seconds late there).
-    # Known issue (see the closing note of 2026-11-27): about one try in five the gateway
-    # did not see the client's close of a non-streaming request while vLLM worked on it
-    # (also before the upstream client changed); the cause is not found yet. Two tries, so
-    # the test still fails if the disconnect is never honoured.
+    # Two tries: vLLM's CPU build spins its threads on both cores of the test machines and
+    # starves the gateway's event loop, which then sees the client's close seconds late
+    # (traced: 1.7-5 s in some tries, once only after the engine had finished). The test
+    # still fails if the disconnect is never honoured.
     first = _disconnect_after_one_second(vllm_gateway, vllm_url)
     if first is None:
         return
