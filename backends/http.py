@@ -100,7 +100,7 @@ class Upstream:
             head=encode_headers(headers),
             timeouts=route.timeouts,
             first_byte=route.timeouts.first_byte,
-            pool=Pool.from_urls(route.name, urls, route),
+            pool=Pool.from_urls(route.name, urls, route, start_hint(route, urls)),
             retries=route.retries,
         )
 
@@ -116,6 +116,27 @@ class Upstream:
     def describe(self, replica: Replica | None = None) -> str:
         origin = (replica or self.pool.replicas[0]).origin
         return f"route '{self.route_name}': upstream {origin}"
+
+
+def start_hint(route: RouteConfig, urls: list[str]) -> str:
+    """How to bring up the engine a route points at, for the error a client sees when
+    nothing answers there (the one place a new user meets a route with no engine)."""
+    from urllib.parse import urlsplit
+
+    model = route.upstream_model or route.name
+    if not urls:
+        return ""
+    parts = urlsplit(urls[0])
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    at = f"--host {host} --port {port}"
+    commands = {
+        "vllm": f"vllm serve {model} {at}",
+        "sglang": f"python -m sglang.launch_server --model-path {model} {at}",
+        "tgi": f"text-generation-launcher --model-id {model} --hostname {host} --port {port}",
+    }
+    if route.backend in commands:
+        return f"Is the engine running? Start one with: {commands[route.backend]}"
+    return "Check the route's base_url and that the server is up."
 
 
 class UpstreamHTTP:

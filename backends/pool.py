@@ -25,6 +25,14 @@ from gateway.errors import GatewayError
 from gateway.policies import PoolPolicy
 
 STICKY_CACHE_SIZE = 100_000
+# What a replica's last failure says when it could not be reached at all (refused, DNS,
+# health check with no answer): a route whose every replica failed this way is reported as
+# unreachable, naming the addresses, rather than as merely unhealthy.
+UNREACHABLE = "upstream_unreachable"
+# The longest Retry-After a "no replica right now" answer carries. A replica's ejection may
+# run to max_eject_s (30 s), but the openai SDK sleeps whatever Retry-After says (up to 60 s)
+# before each of its retries: a client coming back sooner costs one cheap refusal.
+MAX_NO_REPLICA_RETRY_AFTER_S = 2
 
 
 def safe_origin(url: str) -> str:
@@ -107,11 +115,15 @@ class Pool:
     _sticky: OrderedDict[bytes, Replica] = field(default_factory=OrderedDict)
     _waiters: deque[_Waiter] = field(default_factory=deque)
     in_flight: int = 0
+    # One sentence telling a user how to bring this route's engine up (family-specific).
+    start_hint: str = ""
 
     @classmethod
-    def from_urls(cls, route_name: str, urls: list[str], policy: PoolPolicy) -> Pool:
+    def from_urls(
+        cls, route_name: str, urls: list[str], policy: PoolPolicy, start_hint: str = ""
+    ) -> Pool:
         replicas = [Replica(u, safe_origin(u), u.encode()) for u in urls]
-        return cls(route_name, policy, replicas)
+        return cls(route_name, policy, replicas, start_hint=start_hint)
 
     # -- selection -------------------------------------------------------------------------
     def _candidates(self, now: float, exclude: set[int]) -> list[Replica]:
@@ -169,13 +181,33 @@ class Pool:
         return chosen
 
     def _none_available(self, now: float) -> GatewayError:
-        waits = [r.open_until - now for r in self.replicas if r.open_until > now]
-        retry_after = max(1, math.ceil(min(waits))) if waits else 1
+        """Every replica is ejected or full. Say which upstreams, at which address, and why;
+        a route that no replica answers at all is `upstream_unreachable` (502), as a single
+        refused connection is."""
+        down = [r for r in self.replicas if r.open_until > now]
+        waits = [r.open_until - now for r in down]
+        soonest = math.ceil(min(waits)) if waits else 1
+        headers = {"retry-after": str(max(1, min(MAX_NO_REPLICA_RETRY_AFTER_S, soonest)))}
+        everywhere = len(down) == len(self.replicas)
+        if down and everywhere and all(r.last_error == UNREACHABLE for r in down):
+            where = ", ".join(r.origin for r in down)
+            hint = f" {self.start_hint}" if self.start_hint else ""
+            return GatewayError(
+                502,
+                f"route '{self.route_name}': no engine answers at {where} (connection failed)."
+                f"{hint}",
+                code=UNREACHABLE,
+                headers=headers,
+            )
+        detail = "; ".join(
+            f"{r.origin} {r.state(now)}" + (f" after {r.last_error}" if r.last_error else "")
+            for r in self.replicas
+        )
         return GatewayError(
             503,
-            f"route '{self.route_name}': no healthy upstream replica right now",
+            f"route '{self.route_name}': no healthy upstream replica right now ({detail})",
             code="no_healthy_upstream",
-            headers={"retry-after": str(retry_after)},
+            headers=headers,
         )
 
     # -- health ----------------------------------------------------------------------------
@@ -197,14 +229,15 @@ class Pool:
             replica.ejections += 1
             replica.open_until = time.monotonic() + backoff
 
-    def mark_reachable(self, replica: Replica, ok: bool) -> None:
-        """An active health check's verdict."""
+    def mark_reachable(self, replica: Replica, ok: bool, why: str = "health check failed") -> None:
+        """An active health check's verdict (`why`: what failed, UNREACHABLE when nothing
+        answered)."""
         if ok:
             if replica.open_until or replica.failures:
                 self.record_success(replica)
         else:
             replica.failures = max(replica.failures, self.policy.health.failures_to_eject - 1)
-            self.record_failure(replica, "health check failed")
+            self.record_failure(replica, why)
 
     # -- backpressure ----------------------------------------------------------------------
     def _has_slot(self) -> bool:

@@ -17,6 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from backends.http import Upstream
+from backends.pool import UNREACHABLE
 from gateway.errors import InvalidRequest
 from gateway.request_io import json_response, read_json_body
 
@@ -134,7 +135,8 @@ async def poll_health(gateway: Gateway) -> None:
 
 async def _check(gateway: Gateway, upstream: Upstream, replica: Any, path: str) -> None:
     code = await gateway.http.get_status(replica.origin + path)
-    upstream.pool.mark_reachable(replica, code is not None and code < 500)
+    why = UNREACHABLE if code is None else f"health check answered HTTP {code}"
+    upstream.pool.mark_reachable(replica, code is not None and code < 500, why)
 
 
 @contextlib.asynccontextmanager

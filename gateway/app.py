@@ -19,7 +19,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from backends.http import UpstreamHTTP
-from gateway import __version__, admin, endpoints, engine_endpoints, responses_api
+from gateway import __version__, admin, docs_ui, endpoints, engine_endpoints, responses_api
 from gateway.auth import Authenticator
 from gateway.config import CONFIG_ENV, GatewayConfig, RouteConfig, load_config
 from gateway.errors import GatewayError
@@ -212,6 +212,8 @@ def create_app(
         title="gym-gateway",
         version=__version__,
         lifespan=lifespan,
+        docs_url=None,  # served by gateway/docs_ui.py with local assets (no CDN)
+        redoc_url=None,
         exception_handlers={
             GatewayError: _gateway_error,
             HTTPException: _http_error,
@@ -238,6 +240,7 @@ def create_app(
             Route("/metrics", _metrics, methods=["GET"]),
             Route("/admin/reload", admin_reload, methods=["POST"]),
             *admin.ROUTES,
+            *docs_ui.ROUTES,
         ]
     )
     app.hot_paths = {}

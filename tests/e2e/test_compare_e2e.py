@@ -3,16 +3,14 @@ table; through a running gateway too; the HTML report renders in a real headless
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import orjson
 import pytest
 
+from tests.browser import CHROMIUM, chromium
 from tests.gateway_process import GatewayProcess
 from tests.upstream import ScriptedUpstream
 
@@ -199,34 +197,6 @@ def test_compare_refuses_unknown_routes_and_bad_input(tmp_path: Path) -> None:
         str(tmp_path / "o"),
     )
     assert done.returncode == 2 and "bad.jsonl:1: not a request" in done.stderr
-
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-def chromium(*args: str) -> subprocess.CompletedProcess[str]:
-    assert CHROMIUM is not None
-    with tempfile.TemporaryDirectory() as profile:
-        return subprocess.run(
-            [
-                CHROMIUM,
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-                f"--user-data-dir={profile}",
-                "--enable-logging=stderr",
-                "--v=0",
-                *args,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=90,
-            env={**os.environ, "HOME": profile},
-        )
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")

@@ -22,6 +22,21 @@ def test_packaged_default_equals_example() -> None:
     echo = config.models[0]
     assert (echo.name, echo.backend) == ("echo", "mock")
     assert config.server.port == 8080
+    # Only routes that answer with nothing else running: no engine, no key.
+    assert {route.backend for route in config.models} == {"mock"}
+
+
+def test_example_vllm_route_is_valid_once_uncommented() -> None:
+    """The commented vLLM route in the example is what a user uncomments: it must load."""
+    lines = (ROOT / "config.example.yaml").read_text().splitlines()
+    start = lines.index("  # - name: qwen3-8b")
+    uncommented = [
+        line.replace("  # ", "  ", 1) if i >= start and line.startswith("  # ") else line
+        for i, line in enumerate(lines)
+    ]
+    config = parse_config("\n".join(uncommented), "config.example.yaml")
+    route = config.models[-1]
+    assert (route.name, route.backend, route.upstream_model) == ("qwen3-8b", "vllm", "Qwen/Qwen3-8B")
 
 
 def test_interpolation(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from backends.pool import Pool, conversation_key, rendezvous_rank
+from backends.pool import UNREACHABLE, Pool, conversation_key, rendezvous_rank
 from backends.retry import backoff_delay, retry_after_seconds
 from gateway.context import RequestContext
 from gateway.errors import GatewayError
@@ -185,3 +185,36 @@ def test_retry_timing() -> None:
     assert retry_after_seconds({"retry-after-ms": "250", "retry-after": "9"}) == 0.25
     assert retry_after_seconds({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}) == 0.0
     assert retry_after_seconds({}) is None
+
+
+def _pool_with_two(eject_s: float = 1.0) -> Pool:
+    policy = PoolPolicy(
+        base_urls=["http://10.0.0.1:8000/v1", "http://10.0.0.2:8000/v1"],
+        health={"eject_s": eject_s, "max_eject_s": 30.0, "failures_to_eject": 1},
+    )
+    return Pool.from_urls("r", policy.base_urls or [], policy, start_hint="Start it.")
+
+
+def test_every_replica_unreachable_is_502_naming_addresses_and_hint() -> None:
+    pool = _pool_with_two(eject_s=20.0)
+    for replica in pool.replicas:
+        pool.record_failure(replica, UNREACHABLE)
+    with pytest.raises(GatewayError) as caught:
+        pool.pick({"messages": []}, RequestContext("t"), set())
+    error = caught.value
+    assert error.status == 502 and error.code == UNREACHABLE
+    assert "http://10.0.0.1:8000" in error.message and "http://10.0.0.2:8000" in error.message
+    assert error.message.endswith("Start it.")
+    # An ejection of 20 s must not turn into a 20 s sleep in the client's SDK.
+    assert error.headers["retry-after"] == "2"
+
+
+def test_replicas_ejected_for_errors_are_503_saying_why() -> None:
+    pool = _pool_with_two()
+    pool.record_failure(pool.replicas[0], "HTTP 500")
+    pool.record_failure(pool.replicas[1], UNREACHABLE)
+    with pytest.raises(GatewayError) as caught:
+        pool.pick({"messages": []}, RequestContext("t"), set())
+    error = caught.value
+    assert error.status == 503 and error.code == "no_healthy_upstream"
+    assert "after HTTP 500" in error.message and error.headers["retry-after"] == "1"
