@@ -130,7 +130,9 @@ def test_metrics_count_requests_tokens_and_errors(secured: GatewayProcess) -> No
 
 def test_logs_are_json_with_request_ids_and_no_secrets(secured: GatewayProcess) -> None:
     chat(secured, "ops-key-abcdefgh", model="up", headers={"x-request-id": "trace-ops-1"})
-    time.sleep(0.2)
+    deadline = time.monotonic() + 10  # request lines are written in batches (every 100 ms)
+    while "trace-ops-1" not in secured.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
     lines = [json.loads(line) for line in secured.log().splitlines() if line.startswith("{")]
     mine = [line for line in lines if line.get("request_id") == "trace-ops-1"]
     assert mine and mine[0]["route"] == "up" and mine[0]["status"] == 200
@@ -168,35 +170,38 @@ def test_sigterm_lets_100_streams_finish(tmp_path: Path) -> None:
     config = """
 server: {shutdown_grace_s: 20}
 models:
-  - {name: slow, backend: mock, mock: {stream_delay_ms: 20}}
+  - {name: slow, backend: mock, mock: {stream_delay_ms: 100}}
 """
     gw = GatewayProcess(config, tmp_path).wait_ready()
-    words = " ".join(f"w{i}" for i in range(50))  # 50 words x 20 ms = ~1 s per stream
+    words = " ".join(f"w{i}" for i in range(50))  # 50 words x 100 ms = ~5 s per stream
     results: list[str] = []
     errors: list[BaseException] = []
+    started = threading.Semaphore(0)
 
     def one() -> None:
         try:
-            with httpx.Client(timeout=30) as client:
-                resp = client.post(
-                    gw.url + "/v1/chat/completions",
-                    json={
-                        "model": "slow",
-                        "stream": True,
-                        "messages": [{"role": "user", "content": words}],
-                    },
-                )
-                results.append(resp.text)
+            with httpx.Client(timeout=60) as client, client.stream(
+                "POST",
+                gw.url + "/v1/chat/completions",
+                json={"model": "slow", "stream": True, "messages": [{"role": "user", "content": words}]},
+            ) as resp:
+                chunks = resp.iter_text()
+                text = next(chunks)  # the stream is open and in flight
+                started.release()
+                results.append(text + "".join(chunks))
         except BaseException as exc:  # collected for the assertion below
             errors.append(exc)
+            started.release()
 
     threads = [threading.Thread(target=one) for _ in range(100)]
     for t in threads:
         t.start()
-    time.sleep(0.4)  # all streams are in flight
+    # Every stream has its first bytes (a fixed 0.4 s was too short on a loaded machine).
+    for _ in threads:
+        assert started.acquire(timeout=60)
     gw.proc.send_signal(signal.SIGTERM)
     for t in threads:
-        t.join(30)
+        t.join(60)
     # uvicorn re-raises the signal after its graceful shutdown (so supervisors see it)
     assert gw.proc.wait(30) in (0, -signal.SIGTERM)
     gw.stop()

@@ -202,6 +202,18 @@ def test_backpressure_gives_429_with_retry_after(tmp_path: Path) -> None:
     assert rejected.json()["error"]["code"] == "gateway_overloaded"
 
 
+async def until_sent_upstream(client: httpx.AsyncClient, url: str, count: int) -> None:
+    """Wait (bounded) until `count` requests are in flight at the replicas: a fixed sleep
+    was too short on a loaded machine, and the pause then came before them."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        pools = (await client.get(url + "/admin/pools")).json()["pools"]
+        if sum(r["in_flight"] for p in pools for r in p["replicas"]) >= count:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{count} requests never reached the replicas")
+
+
 def test_refit_pause_resume_and_policy_version(replicas: Replicas, tmp_path: Path) -> None:
     slow = Replicas(1, delay_ms=300)
     config = pool_config(slow.urls, "    engine_control: true\n")
@@ -220,12 +232,12 @@ def test_refit_pause_resume_and_policy_version(replicas: Replicas, tmp_path: Pat
                     asyncio.create_task(client.post(gw.url + "/v1/chat/completions", json=body))
                     for _ in range(5)
                 ]
-                await asyncio.sleep(0.1)
+                await until_sent_upstream(client, gw.url, 5)
                 paused = await client.post(gw.url + "/admin/pause", json={"mode": "wait"})
                 # wait mode returns after the in-flight requests drained: their answers are
                 # already on the wire
                 assert paused.json()["in_flight"] == 0
-                await asyncio.wait_for(asyncio.gather(*in_flight), 1.0)
+                await asyncio.wait_for(asyncio.gather(*in_flight), 10.0)
                 started = time.monotonic()
                 waiting = asyncio.create_task(
                     client.post(gw.url + "/v1/chat/completions", json=body)
@@ -269,7 +281,7 @@ def test_pause_abort_fails_in_flight_with_503(tmp_path: Path) -> None:
                     asyncio.create_task(client.post(gw.url + "/v1/chat/completions", json=body))
                     for _ in range(3)
                 ]
-                await asyncio.sleep(0.3)
+                await until_sent_upstream(client, gw.url, 3)
                 paused = await client.post(gw.url + "/admin/pause", json={"mode": "abort"})
                 results = await asyncio.gather(*tasks)
                 await client.post(gw.url + "/admin/resume")

@@ -84,11 +84,10 @@ def test_reload_under_load_drops_nothing(gateway: tuple[GatewayProcess, Path]) -
             time.sleep(0.3)
             path.write_text(config("final answer"))
             assert admin.post("/admin/reload").status_code == 200
-            time.sleep(0.2)
             answer = admin.post(
                 "/v1/chat/completions",
                 json={"model": "a", "messages": [{"role": "user", "content": "x"}]},
-            )
+            )  # a reload that answered 200 is in force for the next request
             assert answer.json()["choices"][0]["message"]["content"] == "final answer"
     finally:
         stop.set()
@@ -107,13 +106,18 @@ def test_in_flight_stream_finishes_on_the_removed_route(
     body = {"model": "long", "stream": True, "messages": [{"role": "user", "content": words}]}
     result: dict[str, str] = {}
 
+    in_flight = threading.Event()
+
     def stream() -> None:
         with httpx.stream("POST", proc.url + "/v1/chat/completions", json=body, timeout=20) as r:
-            result["text"] = r.read().decode()
+            chunks = r.iter_text()
+            first = next(chunks)
+            in_flight.set()
+            result["text"] = first + "".join(chunks)
 
     thread = threading.Thread(target=stream)
     thread.start()
-    time.sleep(0.3)
+    assert in_flight.wait(20)  # the stream is open on the route about to be removed
     path.write_text(config("second", long_route=False))
     reply = httpx.post(proc.url + "/admin/reload", timeout=10)
     assert reply.json()["removed"] == ["long"]

@@ -1,8 +1,8 @@
 """The real vLLM CPU server for tests marked `vllm`.
 
 `GYM_GATEWAY_VLLM_URL=http://host:port/v1` uses a running server; otherwise the session
-provisions one with tests/vllm/vllm_server.sh (cached under ~/.cache/gym-gateway; about 3
-minutes the first time, 30 s after) and stops it at the end. `GYM_GATEWAY_VLLM=off` skips
+provisions one with tests/vllm/vllm_server.sh (cached under ~/.cache/gym-gateway; 3 to 6
+minutes the first time, 30 s after; progress is printed live) and stops it at the end. `GYM_GATEWAY_VLLM=off` skips
 these tests; CI sets `GYM_GATEWAY_REQUIRE_VLLM=1`, which turns any skip into a failure.
 """
 
@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.gateway_process import GatewayProcess
+from tests.provision import run_visible
 from tests.upstream import free_port
 
 HERE = Path(__file__).resolve().parent
@@ -36,7 +37,7 @@ def _unavailable(reason: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def vllm_url() -> Iterator[str]:
+def vllm_url(pytestconfig: pytest.Config) -> Iterator[str]:
     url = os.environ.get("GYM_GATEWAY_VLLM_URL")
     if url:
         yield url.rstrip("/")
@@ -44,7 +45,11 @@ def vllm_url() -> Iterator[str]:
     if os.environ.get("GYM_GATEWAY_VLLM") == "off":
         _unavailable("GYM_GATEWAY_VLLM=off")
     port = free_port()
-    started = subprocess.run(["bash", str(SCRIPT), "start", str(port)], check=False)
+    started = run_visible(
+        pytestconfig,
+        f"starting the real vLLM CPU server on port {port} (installs it the first time)",
+        ["bash", str(SCRIPT), "start", str(port)],
+    )
     if started.returncode != 0:
         _unavailable(f"vllm_server.sh start failed (exit {started.returncode})")
     try:

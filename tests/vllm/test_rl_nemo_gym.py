@@ -3,7 +3,7 @@ drives) talks to the gateway in front of the real vLLM for two turns with a tool
 
 Needs a Python 3.13 venv with nemo-gym (tests/vllm/nemo_gym_venv.sh installs it, about 4
 minutes the first time, then cached). `GYM_GATEWAY_NEMO_GYM=off` skips it; without a Python
-3.13 it skips, unless `GYM_GATEWAY_REQUIRE_VLLM=1` (CI), where a skip fails the run.
+3.13 (none found by running the candidates, none installable) it skips, unless `GYM_GATEWAY_REQUIRE_VLLM=1` (CI), where a skip fails the run.
 """
 
 from __future__ import annotations
@@ -17,12 +17,13 @@ import httpx
 import pytest
 
 from tests.gateway_process import GatewayProcess
+from tests.provision import run_visible
 
 HERE = Path(__file__).resolve().parent
 
 
 @pytest.fixture(scope="module")
-def gym_python() -> str:
+def gym_python(pytestconfig: pytest.Config) -> str:
     def unavailable(reason: str) -> None:
         if os.environ.get("GYM_GATEWAY_REQUIRE_VLLM") == "1":
             pytest.fail(f"NeMo Gym client test required but {reason}", pytrace=False)
@@ -30,11 +31,14 @@ def gym_python() -> str:
 
     if os.environ.get("GYM_GATEWAY_NEMO_GYM") == "off":
         pytest.skip("GYM_GATEWAY_NEMO_GYM=off")
-    done = subprocess.run(
-        ["bash", str(HERE / "nemo_gym_venv.sh"), "install"], capture_output=True, text=True
+    done = run_visible(
+        pytestconfig,
+        "NeMo Gym's venv (Python 3.13; installs it the first time, ~4 min)",
+        ["bash", str(HERE / "nemo_gym_venv.sh"), "install"],
+        stdout=subprocess.PIPE,
     )
     if done.returncode != 0:
-        unavailable(f"nemo_gym_venv.sh install failed: {done.stderr.strip()[-500:]}")
+        unavailable(f"nemo_gym_venv.sh install failed (exit {done.returncode}; see above)")
     return done.stdout.strip().splitlines()[-1]
 
 

