@@ -18,7 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from backends.http import UpstreamHTTP
+from backends.http import AnswerLimits, UpstreamHTTP
 from gateway import __version__, admin, endpoints, engine_endpoints, responses_api
 from gateway.auth import Authenticator
 from gateway.config import CONFIG_ENV, GatewayConfig, RouteConfig, load_config
@@ -38,7 +38,11 @@ class Gateway:
 
     def __init__(self, config: GatewayConfig) -> None:
         self.metrics = GatewayMetrics()
-        self.http = UpstreamHTTP(config.server.upstream_max_connections)
+        server = config.server
+        self.http = UpstreamHTTP(
+            server.upstream_max_connections,
+            limits=AnswerLimits(server.upstream_max_answer_bytes, server.upstream_max_event_bytes),
+        )
         self.control = self.http.control  # refit control plane (gateway/admin.py)
         self.readiness = Readiness()
         # called with every finished RequestContext (recording, ...)
