@@ -27,6 +27,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.observe import FinishHook, ObserveMiddleware
 from gateway.openapi import extended_openapi
 from gateway.readiness import Readiness
+from gateway.redact import remember_config
 from gateway.reload import InFlightMiddleware, Reloader, admin_reload, close_parts
 from gateway.request_io import error_response, json_response
 
@@ -63,6 +64,7 @@ class Gateway:
         from gateway.recording import Recording
         from gateway.routing import Router
 
+        remember_config(config)  # its keys are cut out of every error and log line
         parts: dict[str, Any] = {
             "config": config,
             "auth": Authenticator(config.server, {r.name for r in config.models}),
