@@ -14,6 +14,7 @@ The client-side battery is tests/e2e/test_attack_battery_clients.py.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -63,7 +64,7 @@ def split_at(stream: bytes, marks: list[bytes]) -> list[bytes]:
     """Cut the stream right after each occurrence of the marks (CR of CRLF CRLF, ...)."""
     cuts = sorted({i + len(m) for m in marks for i in _find_all(stream, m)})
     bounds = [0, *cuts, len(stream)]
-    return [stream[a:b] for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
+    return [stream[a:b] for a, b in itertools.pairwise(bounds) if b > a]
 
 
 def _find_all(data: bytes, mark: bytes) -> list[int]:
@@ -79,9 +80,7 @@ def stream_of(pieces: list[bytes]) -> Any:
 
 
 def json_answer(raw: bytes, status: int = 200, length: bool = True) -> Any:
-    return lambda headers, body: Answer(
-        status, "application/json", pieces=[raw], length=length
-    )
+    return lambda headers, body: Answer(status, "application/json", pieces=[raw], length=length)
 
 
 def completion(content: str = "fine") -> bytes:
@@ -123,7 +122,7 @@ SCRIPTS: dict[str, Any] = {
     "crlf-split": stream_of(split_at(CRLF, [b"\r\n\r"])),
     "crlf-split-each": stream_of(split_at(CRLF, [b"\r", b"\n"])),
     "cr-only": stream_of(split_at(CR, [b"\r"])),
-    "lf-bytewise": stream_of([LF[i : i + 1] for i in range(len(LF))][:400] + [LF[400:]]),
+    "lf-bytewise": stream_of([*(LF[i : i + 1] for i in range(400)), LF[400:]]),
     # limits
     "long-line": stream_of(
         [framed([ABC[0]], b"\n"), b"data: " + BIG[:100_000]]
