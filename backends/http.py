@@ -52,6 +52,9 @@ class AnswerLimits:
     event_bytes: int = 16 * 1024 * 1024
 
 
+DEFAULT_LIMITS = AnswerLimits()
+
+
 class StreamBroken(GatewayError):
     """The upstream failed after the stream had started: end it with an error event."""
 
@@ -138,7 +141,7 @@ class UpstreamHTTP:
         limits: AnswerLimits | None = None,
     ) -> None:
         self._max_connections = max_connections
-        self.limits = limits or AnswerLimits()
+        self.limits = limits or DEFAULT_LIMITS
         self._session: aiohttp.ClientSession | None = None
         self.h1 = H1Client(max_connections)
         self._h1_targets: dict[str, Target | None] = {}
@@ -512,7 +515,7 @@ class UpstreamSSE(ChatStream):
         replica: Replica,
         control: ControlPlane,
         named_events: bool = False,
-        max_event_bytes: int = AnswerLimits.event_bytes,
+        max_event_bytes: int = DEFAULT_LIMITS.event_bytes,
     ) -> None:
         self._response = response
         self._max_event_bytes = max_event_bytes
@@ -566,7 +569,21 @@ class UpstreamSSE(ChatStream):
                         if data == DONE:
                             self._finished = True
                             break
-                        problem = chunk_problem(data) if not named else _event_problem(data)
+                        # The checks, on bytes: a compact ASCII JSON object whose `choices`
+                        # is a list passes with two slices and two scans (the usual chunk);
+                        # anything else takes the full check. An event with no `choices` may
+                        # be an upstream error quoting a key: it is redacted.
+                        problem = None
+                        if data[:1] == b"{" and data[-1:] == b"}" and data.isascii():
+                            at = data.find(b'"choices":')
+                            if at < 0:
+                                data = event.data = redact_bytes(data)
+                            elif data[at + 10 : at + 11] != b"[" and not named:
+                                problem = chunk_problem(data)
+                        else:
+                            problem = _event_problem(data) if named else chunk_problem(data)
+                            if problem is None and b'"choices":' not in data:
+                                data = event.data = redact_bytes(data)
                         if problem is not None and not chunk:  # the partial event at the end
                             broken = StreamBroken(
                                 502, f"{describe} ended the stream inside an event",
@@ -579,8 +596,6 @@ class UpstreamSSE(ChatStream):
                                 code="upstream_invalid",
                             )  # fmt: skip
                             break
-                        if b'"error"' in data:  # an upstream error event: no secret in it
-                            data = event.data = redact_bytes(data)
                         if named:
                             payloads.append(event)
                         elif transform is None:
