@@ -162,6 +162,9 @@ for name, payload in {
     SCRIPTS[name] = stream_of([framed([ABC[0], ABC[1]], b"\n"), framed([payload], b"\n")])
 
 
+AIOHTTP_CASES = ("big-json", "big-json-chunked", "redirect", "json-empty", "crlf-split")
+
+
 @pytest.fixture(scope="module")
 def raw_upstream() -> Iterator[RawUpstream]:
     server = RawUpstream(SCRIPTS).start()
@@ -179,6 +182,17 @@ def gw(raw_upstream: RawUpstream, tmp_path_factory: pytest.TempPathFactory) -> I
     api_key: {ROUTE_KEY}
     retries: {{attempts: 0}}"""
         for name in SCRIPTS
+    )
+    # the same upstream through aiohttp (what https upstreams use): credentials in the URL
+    # keep a route off backends/h1.py
+    aio_url = raw_upstream.base_url.replace("http://", "http://user:pass@")
+    routes += "\n" + "\n".join(
+        f"""  - name: aio-{name}
+    backend: vllm
+    base_url: {aio_url}
+    upstream_model: {name}:engine
+    retries: {{attempts: 0}}"""
+        for name in AIOHTTP_CASES
     )
     config = f"""
 server:
@@ -222,7 +236,9 @@ def sse_data(text: str) -> list[Any]:
 
 
 # -- 1. SSE framing ---------------------------------------------------------------------------
-@pytest.mark.parametrize("model", ["crlf-split", "crlf-split-each", "cr-only", "lf-bytewise"])
+@pytest.mark.parametrize(
+    "model", ["crlf-split", "crlf-split-each", "cr-only", "lf-bytewise", "aio-crlf-split"]
+)
 def test_every_line_end_and_split_relays_the_whole_answer(gw: GatewayProcess, model: str) -> None:
     stream = client(gw).chat.completions.create(
         model=model, messages=[{"role": "user", "content": "hi"}], stream=True
@@ -235,7 +251,9 @@ def test_every_line_end_and_split_relays_the_whole_answer(gw: GatewayProcess, mo
 
 
 # -- 5. limits ------------------------------------------------------------------------------
-@pytest.mark.parametrize("model", ["big-json", "big-json-chunked", "big-error"])
+@pytest.mark.parametrize(
+    "model", ["big-json", "big-json-chunked", "big-error", "aio-big-json", "aio-big-json-chunked"]
+)
 def test_an_answer_past_the_limit_is_a_502(gw: GatewayProcess, model: str) -> None:
     resp = post(gw, model)
     assert resp.status_code == 502, resp.text[:300]
@@ -271,6 +289,8 @@ def test_an_event_past_the_limit_ends_the_stream_before_any_of_it(
         ("json-empty", "no 'choices' list"),
         ("json-choice-no-message", "without a 'message' object"),
         ("redirect", "HTTP 302"),
+        ("aio-redirect", "HTTP 302"),
+        ("aio-json-empty", "no 'choices' list"),
     ],
 )
 def test_a_garbage_answer_is_a_502_naming_it(gw: GatewayProcess, model: str, says: str) -> None:
@@ -285,8 +305,11 @@ def test_a_garbage_answer_is_a_502_naming_it(gw: GatewayProcess, model: str, say
     assert info.value.status_code == 502
 
 
-def test_a_redirect_on_a_stream_is_a_502_not_a_truncated_200(gw: GatewayProcess) -> None:
-    resp = post(gw, "redirect", stream=True)
+@pytest.mark.parametrize("model", ["redirect", "aio-redirect"])
+def test_a_redirect_on_a_stream_is_a_502_not_a_truncated_200(
+    gw: GatewayProcess, model: str
+) -> None:
+    resp = post(gw, model, stream=True)
     assert resp.status_code == 502
     assert resp.json()["error"]["code"] == "upstream_invalid"
 
