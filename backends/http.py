@@ -421,7 +421,9 @@ class UpstreamHTTP:
             try:
                 response = await self.h1.post(Target(url), "", b"", b"", limits, method)
                 try:
-                    text = (await response.read()).decode("utf-8", "replace")
+                    text = (await response.read(self.limits.answer_bytes)).decode(
+                        "utf-8", "replace"
+                    )
                 finally:
                     response.release()
                 return response.status, text[:200]
@@ -576,7 +578,7 @@ class UpstreamSSE(ChatStream):
                         problem = None
                         if data[:1] == b"{" and data[-1:] == b"}" and data.isascii():
                             at = data.find(b'"choices":')
-                            if at < 0:
+                            if at < 0 and (not named or b'"error' in data):
                                 data = event.data = redact_bytes(data)
                             elif data[at + 10 : at + 11] != b"[" and not named:
                                 problem = chunk_problem(data)

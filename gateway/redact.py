@@ -97,7 +97,10 @@ class RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not _secrets:
             return True
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string: logging reports it, as without the filter
+            return True
         clean = redact(message)
         if clean is not message:
             record.msg, record.args = clean, None
