@@ -41,6 +41,20 @@ def choices_of(answer: dict[str, Any]) -> list[dict[str, Any]]:
     return [c for c in choices if isinstance(c, dict)] if isinstance(choices, list) else []
 
 
+def answer_problem(answer: dict[str, Any], item: str | None) -> str | None:
+    """Why an upstream's 200 is no Chat answer (`item` "message") or Completions answer
+    (`item` None), or None. Only the shape every client reads; other fields pass as sent."""
+    choices = answer.get("choices")
+    if not isinstance(choices, list):
+        return "has no 'choices' list" if choices is None else "has a 'choices' that is no list"
+    for choice in choices:
+        if not isinstance(choice, dict):
+            return "has a choice that is not a JSON object"
+        if item is not None and not isinstance(choice.get(item), dict):
+            return f"has a choice without a '{item}' object"
+    return None
+
+
 def normalize_reasoning(answer: dict[str, Any]) -> dict[str, Any]:
     for choice in choices_of(answer):
         message = choice.get("message")

@@ -36,6 +36,15 @@ class InvalidResponse(H1Error):
     """The upstream sent bytes that are not HTTP/1.1."""
 
 
+class TooLarge(H1Error):
+    """The answer is longer than the reader accepts (declared, or counted as it arrived)."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"the answer has more than {limit} bytes ({size} seen)")
+        self.size = size
+        self.limit = limit
+
+
 class Unreachable(H1Error):
     def __init__(self, os_error: OSError) -> None:
         super().__init__(str(os_error))
@@ -146,13 +155,22 @@ class H1Response:
         while not self.headers_done:
             await self._wait(first_byte)
 
-    async def read(self) -> bytes:
-        """The whole body."""
+    async def read(self, max_bytes: int | None = None) -> bytes:
+        """The whole body; TooLarge once it is (or says it will be) over `max_bytes`: the
+        pieces are counted as they arrive, so a huge answer is refused, not buffered."""
+        if max_bytes is not None:
+            declared = self.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > max_bytes:
+                raise TooLarge(int(declared), max_bytes)
         self._limit = None  # everything is kept anyway: never pause
         if self._paused:
             self._resume()
         while not self.complete:
+            if max_bytes is not None and self._size > max_bytes:
+                raise TooLarge(self._size, max_bytes)
             await self._wait(None)
+        if max_bytes is not None and self._size > max_bytes:
+            raise TooLarge(self._size, max_bytes)
         body = b"".join(self._chunks)
         self._chunks.clear()
         return body
@@ -464,4 +482,4 @@ class H1Client:
         self._idle.clear()
 
 
-__all__ = ["H1Client", "H1Error", "H1Response", "Target", "encode_headers"]
+__all__ = ["H1Client", "H1Error", "H1Response", "Target", "TooLarge", "encode_headers"]

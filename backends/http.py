@@ -21,7 +21,7 @@ import orjson
 
 from backends.base import ChatStream
 from backends.control import ControlPlane
-from backends.h1 import H1Client, H1Error, Target, Unreachable, encode_headers
+from backends.h1 import H1Client, H1Error, H1Response, Target, TooLarge, Unreachable, encode_headers
 from backends.pool import Pool, Replica, safe_origin
 from backends.retry import backoff_delay, retry_after_seconds
 from backends.upstream_errors import normalize_upstream_error
@@ -29,7 +29,8 @@ from gateway.config import RouteConfig, Timeouts
 from gateway.context import RequestContext
 from gateway.errors import GatewayError
 from gateway.policies import RetryPolicy
-from gateway.sse import DONE, final_event, split_events
+from gateway.redact import redact_bytes
+from gateway.sse import DONE, EventTooLarge, SSEParser
 
 if TYPE_CHECKING:
     import aiohttp
@@ -39,7 +40,19 @@ log = logging.getLogger("gateway.upstream")
 # Upstream answer headers worth passing on to the client.
 PASSED_HEADERS = ("retry-after", "retry-after-ms", "x-should-retry")
 PASSED_PREFIXES = ("x-ratelimit-",)
-__all__ = ["StreamBroken", "Upstream", "UpstreamHTTP", "safe_origin"]
+__all__ = ["AnswerLimits", "StreamBroken", "Upstream", "UpstreamHTTP", "safe_origin"]
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerLimits:
+    """What one upstream answer may hold (server.upstream_max_answer_bytes and
+    upstream_max_event_bytes; the defaults are gateway/config.py's)."""
+
+    answer_bytes: int = 64 * 1024 * 1024
+    event_bytes: int = 16 * 1024 * 1024
+
+
+DEFAULT_LIMITS = AnswerLimits()
 
 
 class StreamBroken(GatewayError):
@@ -142,8 +155,14 @@ def start_hint(route: RouteConfig, urls: list[str]) -> str:
 class UpstreamHTTP:
     """Owns the clients (one set per worker process), the pools and the control plane."""
 
-    def __init__(self, max_connections: int = 0, control: ControlPlane | None = None) -> None:
+    def __init__(
+        self,
+        max_connections: int = 0,
+        control: ControlPlane | None = None,
+        limits: AnswerLimits | None = None,
+    ) -> None:
         self._max_connections = max_connections
+        self.limits = limits or DEFAULT_LIMITS
         self._session: aiohttp.ClientSession | None = None
         self.h1 = H1Client(max_connections)
         self._h1_targets: dict[str, Target | None] = {}
@@ -222,9 +241,11 @@ class UpstreamHTTP:
             headers = {**headers, "x-request-id": ctx.request_id}
         where = upstream.describe(replica)
         try:
+            # no redirects: a POST is not replayed elsewhere (a 3xx is a 502, see _not_2xx)
             send = self.session.post(
-                replica.base_url + path, data=body, headers=headers, timeout=upstream.timeout
-            )
+                replica.base_url + path, data=body, headers=headers, timeout=upstream.timeout,
+                allow_redirects=False,
+            )  # fmt: skip
             if upstream.first_byte is None:
                 return await send
             async with asyncio.timeout(upstream.first_byte):
@@ -327,21 +348,37 @@ class UpstreamHTTP:
         where = upstream.describe(replica)
         if response.status >= 400:
             raise normalize_upstream_error(where, response.status, raw, response)
+        if response.status >= 300:
+            raise _not_2xx(where, response.status)
         try:
             answer = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            answer = None
+        except orjson.JSONDecodeError as exc:
+            raise GatewayError(
+                502, f"{where} answered with invalid JSON ({exc})", code="upstream_invalid"
+            ) from None
         if not isinstance(answer, dict):
-            raise GatewayError(502, f"{where} answered with invalid JSON", code="upstream_invalid")
+            kind = "null" if answer is None else type(answer).__name__
+            raise GatewayError(
+                502, f"{where} answered a JSON {kind}, not an object", code="upstream_invalid"
+            )
         return answer
 
     async def _read(self, response: Any, upstream: Upstream, replica: Replica) -> bytes:
         task = asyncio.current_task()
         assert task is not None
         where = upstream.describe(replica)
+        limit = self.limits.answer_bytes
         try:
             with self.control.abortable(task.cancel):
-                return await response.read()
+                if isinstance(response, H1Response):
+                    return await response.read(limit)
+                return await _read_aiohttp(response, limit)
+        except TooLarge as exc:
+            response.close()  # the rest is never read: the connection cannot be reused
+            raise GatewayError(
+                502, f"{where} answered more than {exc.limit} bytes (the gateway's limit, "
+                "server.upstream_max_answer_bytes)", code="upstream_too_large",
+            ) from None  # fmt: skip
         except asyncio.CancelledError:
             if self.control.aborting and task.uncancel() == 0:
                 raise _aborted() from None
@@ -380,7 +417,14 @@ class UpstreamHTTP:
                 upstream.pool.release()
             where = upstream.describe(replica)
             raise normalize_upstream_error(where, response.status, raw, response)
-        return UpstreamSSE(response, upstream, replica, self.control, named_events)
+        if response.status >= 300:  # a redirect (or a 1xx/2xx oddity) is no stream
+            response.close()
+            replica.in_flight -= 1
+            upstream.pool.release()
+            raise _not_2xx(upstream.describe(replica), response.status)
+        return UpstreamSSE(
+            response, upstream, replica, self.control, named_events, self.limits.event_bytes
+        )
 
     async def get_status(self, url: str, timeout: float = 2.0) -> int | None:
         """GET a URL (health checks); None when unreachable."""
@@ -398,7 +442,9 @@ class UpstreamHTTP:
             try:
                 response = await self.h1.post(Target(url), "", b"", b"", limits, method)
                 try:
-                    text = (await response.read()).decode("utf-8", "replace")
+                    text = (await response.read(self.limits.answer_bytes)).decode(
+                        "utf-8", "replace"
+                    )
                 finally:
                     response.release()
                 return response.status, text[:200]
@@ -415,6 +461,72 @@ class UpstreamHTTP:
             return None, type(exc).__name__
 
 
+def _not_2xx(where: str, status: int) -> GatewayError:
+    return GatewayError(
+        502, f"{where} answered HTTP {status}, not a 2xx answer; the gateway follows no "
+        "redirects: check the route's base_url", code="upstream_invalid",
+    )  # fmt: skip
+
+
+async def _read_aiohttp(response: Any, limit: int) -> bytes:
+    """aiohttp's body, refused past `limit` bytes as backends/h1.py's read(limit) does."""
+    declared = response.content_length
+    if declared is not None and declared > limit:
+        raise TooLarge(declared, limit)
+    parts: list[bytes] = []
+    size = 0
+    async for data in response.content.iter_any():
+        size += len(data)
+        if size > limit:
+            raise TooLarge(size, limit)
+        parts.append(data)
+    return b"".join(parts)
+
+
+def chunk_problem(payload: bytes) -> str | None:
+    """Why a Chat or Completions stream event is not a chunk to relay, or None; checked on
+    bytes (the relay never decodes most chunks): a JSON object by its first and last byte,
+    valid UTF-8, and a `choices` that is a list."""
+    if payload[:1] != b"{" or payload[-1:] != b"}":
+        return _json_problem(payload)
+    if not payload.isascii():
+        try:
+            payload.decode()
+        except UnicodeDecodeError:
+            return "is not valid UTF-8"
+    at = payload.find(b'"choices":')
+    if (
+        at >= 0
+        and payload[at + 10 : at + 11] != b"["  # orjson and vLLM write no space
+        and payload[at + 10 :].lstrip()[:1] != b"["
+    ):
+        return "has a 'choices' that is not a list"
+    return None
+
+
+def _json_problem(payload: bytes) -> str | None:
+    """The slow check, for events that do not look like a compact JSON object."""
+    try:
+        doc = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        return f"is not valid JSON ({exc})"
+    if not isinstance(doc, dict):
+        return f"is a JSON {'null' if doc is None else type(doc).__name__}, not an object"
+    return None
+
+
+def _event_problem(data: bytes) -> str | None:
+    """Native Responses events: JSON objects, checked by their first and last byte."""
+    if data[:1] != b"{" or data[-1:] != b"}":
+        return _json_problem(data)
+    if not data.isascii():
+        try:
+            data.decode()
+        except UnicodeDecodeError:
+            return "is not valid UTF-8"
+    return None
+
+
 class UpstreamSSE(ChatStream):
     """Chat chunks from an upstream SSE answer; closing early drops the upstream connection,
     which makes vLLM and SGLang abort the request and free its slot."""
@@ -426,8 +538,10 @@ class UpstreamSSE(ChatStream):
         replica: Replica,
         control: ControlPlane,
         named_events: bool = False,
+        max_event_bytes: int = DEFAULT_LIMITS.event_bytes,
     ) -> None:
         self._response = response
+        self._max_event_bytes = max_event_bytes
         self._upstream = upstream
         self._replica = replica
         self._control = control
@@ -452,30 +566,69 @@ class UpstreamSSE(ChatStream):
         transform = self.transform
         try:
             with self._control.abortable(self._abort):
-                # readany() + split_events() inline, not iter_sse(content.iter_any()): two
+                # readany() + parser.feed() inline, not iter_sse(content.iter_any()): two
                 # async-generator layers less on every chunk of every stream.
                 read = self._response.content.readany
-                buffer = b""
+                parser = SSEParser(self._max_event_bytes)
                 while True:
                     chunk = await read()
-                    if chunk:
-                        batch, buffer = split_events(buffer, chunk)
-                    else:  # end of the body: a partial event left is passed on too
-                        tail = final_event(buffer)
-                        batch = [tail] if tail is not None else []
+                    broken: StreamBroken | None = None
+                    try:
+                        if chunk:
+                            batch = parser.feed(chunk)
+                        else:  # end of the body: a partial event left is passed on too
+                            tail = parser.close()
+                            batch = [tail] if tail is not None else []
+                    except EventTooLarge as exc:  # nothing of that event is relayed
+                        batch = exc.events
+                        broken = StreamBroken(
+                            502, f"{describe} sent an SSE event of more than {exc.limit} bytes "
+                            "(the gateway's limit, server.upstream_max_event_bytes)",
+                            code="upstream_too_large",
+                        )  # fmt: skip
                     payloads: list[Any] = []
                     for event in batch:
-                        if event.data == DONE:
+                        data = event.data
+                        if data == DONE:
                             self._finished = True
+                            break
+                        # The checks, on bytes: a compact ASCII JSON object whose `choices`
+                        # is a list passes with two slices and two scans (the usual chunk);
+                        # anything else takes the full check. An event with no `choices` may
+                        # be an upstream error quoting a key: it is redacted.
+                        problem = None
+                        if data[:1] == b"{" and data[-1:] == b"}" and data.isascii():
+                            at = data.find(b'"choices":')
+                            if at < 0 and (not named or b'"error' in data):
+                                data = event.data = redact_bytes(data)
+                            elif data[at + 10 : at + 11] != b"[" and not named:
+                                problem = chunk_problem(data)
+                        else:
+                            problem = _event_problem(data) if named else chunk_problem(data)
+                            if problem is None and b'"choices":' not in data:
+                                data = event.data = redact_bytes(data)
+                        if problem is not None and not chunk:  # the partial event at the end
+                            broken = StreamBroken(
+                                502, f"{describe} ended the stream inside an event",
+                                code="upstream_truncated",
+                            )  # fmt: skip
+                            break
+                        if problem is not None:
+                            broken = StreamBroken(
+                                502, f"{describe} sent a stream event that {problem}",
+                                code="upstream_invalid",
+                            )  # fmt: skip
                             break
                         if named:
                             payloads.append(event)
                         elif transform is None:
-                            payloads.append(event.data)
+                            payloads.append(data)
                         else:
-                            payloads.append(transform(event.data))
+                            payloads.append(transform(data))
                     if payloads:
                         yield payloads
+                    if broken is not None:
+                        raise broken
                     if self._finished:
                         self.saw_done = True
                         return

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from backends.answers import ChunkTransform, TransformedStream
+from backends.answers import ChunkTransform, TransformedStream, answer_problem
 from backends.base import ChatStream, Driver
 from backends.http import Upstream, UpstreamHTTP, UpstreamSSE
 from backends.params import DROPPED_HEADER, ParamTable, fidelity_view
@@ -95,15 +95,31 @@ class OpenAICompatDriver(Driver):
             return stream
         return TransformedStream(stream, transform)
 
+    def _checked(self, answer: dict[str, Any], item: str | None, ctx: RequestContext) -> None:
+        problem = answer_problem(answer, item)
+        if problem is not None:
+            kind = "chat completion" if item else "completion"
+            raise GatewayError(
+                502, f"route '{self.route.name}': upstream {ctx.upstream} answered a {kind} "
+                f"that {problem}", code="upstream_invalid",
+            )  # fmt: skip
+
     async def chat(self, body: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
         answer = await self._post(self.upstream, CHAT_PATH, self.request_body(body, ctx), ctx)
+        self._checked(answer, "message", ctx)
         return self.adapt_answer(answer)
 
     async def open_chat_stream(self, body: dict[str, Any], ctx: RequestContext) -> ChatStream:
         return await self._open(CHAT_PATH, self.request_body(body, ctx), ctx)
 
     async def responses(self, body: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
-        return await self._post(self.upstream, RESPONSES_PATH, self.prepare_chat(body), ctx)
+        answer = await self._post(self.upstream, RESPONSES_PATH, self.prepare_chat(body), ctx)
+        if not isinstance(answer.get("output"), list):
+            raise GatewayError(
+                502, f"route '{self.route.name}': upstream {ctx.upstream} answered a response "
+                "without an 'output' list", code="upstream_invalid",
+            )  # fmt: skip
+        return answer
 
     async def open_responses_stream(self, body: dict[str, Any], ctx: RequestContext) -> ChatStream:
         try:
@@ -120,7 +136,11 @@ class OpenAICompatDriver(Driver):
         return self.adapt_completions(self.prepare_chat(body))
 
     async def completions(self, body: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
-        return await self._post(self.upstream, COMPLETIONS_PATH, self._completions_body(body), ctx)
+        answer = await self._post(
+            self.upstream, COMPLETIONS_PATH, self._completions_body(body), ctx
+        )
+        self._checked(answer, None, ctx)
+        return answer
 
     async def open_completions_stream(
         self, body: dict[str, Any], ctx: RequestContext

@@ -18,7 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from backends.http import UpstreamHTTP
+from backends.http import AnswerLimits, UpstreamHTTP
 from gateway import __version__, admin, docs_ui, endpoints, engine_endpoints, responses_api
 from gateway.auth import Authenticator
 from gateway.config import CONFIG_ENV, GatewayConfig, RouteConfig, load_config
@@ -27,6 +27,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.observe import FinishHook, ObserveMiddleware
 from gateway.openapi import extended_openapi
 from gateway.readiness import Readiness
+from gateway.redact import remember_config
 from gateway.reload import InFlightMiddleware, Reloader, admin_reload, close_parts
 from gateway.request_io import error_response, json_response
 
@@ -38,7 +39,11 @@ class Gateway:
 
     def __init__(self, config: GatewayConfig) -> None:
         self.metrics = GatewayMetrics()
-        self.http = UpstreamHTTP(config.server.upstream_max_connections)
+        server = config.server
+        self.http = UpstreamHTTP(
+            server.upstream_max_connections,
+            limits=AnswerLimits(server.upstream_max_answer_bytes, server.upstream_max_event_bytes),
+        )
         self.control = self.http.control  # refit control plane (gateway/admin.py)
         self.readiness = Readiness()
         # called with every finished RequestContext (recording, ...)
@@ -59,6 +64,7 @@ class Gateway:
         from gateway.recording import Recording
         from gateway.routing import Router
 
+        remember_config(config)  # its keys are cut out of every error and log line
         parts: dict[str, Any] = {
             "config": config,
             "auth": Authenticator(config.server, {r.name for r in config.models}),

@@ -18,6 +18,7 @@ from starlette.types import Scope
 from gateway.config import ApiKeyConfig, ConfigError, ServerConfig, interpolate
 from gateway.context import RequestContext
 from gateway.errors import GatewayError
+from gateway.redact import remember
 
 # Paths anyone may call: liveness, readiness, metrics (which hold no secrets), API docs.
 PUBLIC_PATHS = frozenset({"/health", "/ready", "/metrics", "/docs", "/openapi.json"})
@@ -64,6 +65,7 @@ class Authenticator:
         keys = list(server.api_keys)
         if server.api_keys_file:
             keys += load_key_file(server.api_keys_file)
+        remember(key.key.get_secret_value() for key in keys)  # never in an error or log
         self.keys: dict[bytes, KeyInfo] = {}
         for key in keys:
             unknown = set(key.routes or ()) - route_names

@@ -69,6 +69,13 @@ class ServerConfig(_Strict):
     upstream_max_connections: int = Field(
         0, ge=0, description="connection pool size per worker; 0 means unlimited"
     )
+    # What an upstream may send back (docs/operations.md, "Limits on upstream answers")
+    upstream_max_answer_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024, description="a longer JSON answer is a 502 upstream_too_large"
+    )
+    upstream_max_event_bytes: int = Field(
+        16 * 1024 * 1024, ge=1024, description="a longer SSE event ends the stream with an error"
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "text"] = "json"
     request_log: bool = Field(True, description="one structured log line per request")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.redact import redact
+
 # OpenAI's `type` values by HTTP status, used when the failure names none.
 _TYPE_BY_STATUS = {
     400: "invalid_request_error",
@@ -30,7 +32,9 @@ def error_type_for(status: int) -> str:
 
 
 class GatewayError(Exception):
-    """A failure with an HTTP status, rendered in OpenAI's error envelope."""
+    """A failure with an HTTP status, rendered in OpenAI's error envelope. Its text (often an
+    upstream's own words) is redacted as it is set: no known secret reaches a client or a
+    log through an error (gateway/redact.py)."""
 
     def __init__(
         self,
@@ -42,13 +46,23 @@ class GatewayError(Exception):
         code: str | int | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
+        message = redact(message)
         super().__init__(message)
         self.status = status
-        self.message = message
-        self.type = type or error_type_for(status)
-        self.param = param
-        self.code = code
+        self._message = message
+        self.type = redact(type) if type else error_type_for(status)
+        self.param = redact(param) if param else param
+        self.code = redact(code) if isinstance(code, str) else code
         self.headers = headers or {}
+
+    @property
+    def message(self) -> str:
+        return self._message
+
+    @message.setter
+    def message(self, value: str) -> None:
+        self._message = redact(value)
+        self.args = (self._message,)
 
     def body(self) -> dict[str, Any]:
         return {

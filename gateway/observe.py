@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gateway.config import ServerConfig
 from gateway.context import RequestContext
 from gateway.errors import GatewayError
+from gateway.redact import RedactingFilter
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
@@ -228,8 +229,8 @@ class JsonFormatter(logging.Formatter):
         fields = getattr(record, "fields", None)
         if fields:
             doc.update(fields)
-        if record.exc_info:
-            doc["exc"] = self.formatException(record.exc_info)
+        if record.exc_text or record.exc_info:  # exc_text: as RedactingFilter left it
+            doc["exc"] = record.exc_text or self.formatException(record.exc_info)
         return orjson.dumps(doc).decode()
 
 
@@ -291,6 +292,7 @@ def configure_logging(server: ServerConfig) -> None:
     """One handler on the root logger (uvicorn's loggers propagate to it), JSON by default;
     request lines go through a buffered handler of their own."""
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RedactingFilter())  # no known secret in any log line
     if server.log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:
@@ -300,6 +302,7 @@ def configure_logging(server: ServerConfig) -> None:
     root.setLevel(server.log_level.upper())
     formatter = JsonFormatter() if server.log_format == "json" else _FieldsFormatter()
     access_log.handlers[:] = [BufferedLineHandler(formatter)]
+    access_log.handlers[0].addFilter(RedactingFilter())
     access_log.propagate = False
 
 

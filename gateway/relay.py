@@ -164,7 +164,8 @@ def _has_finish_reason(payloads: list[bytes]) -> bool:
             continue
         if "error" in doc or doc.get("usage") is not None:
             return True
-        for choice in doc.get("choices") or []:
+        choices = doc.get("choices")
+        for choice in choices if isinstance(choices, list) else ():
             if isinstance(choice, dict) and choice.get("finish_reason"):
                 return True
     return False

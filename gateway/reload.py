@@ -36,7 +36,8 @@ log = logging.getLogger("gateway.reload")
 # Server settings a running process cannot change (they shape sockets, workers, pools, logs).
 RESTART_ONLY = (
     "host", "port", "workers", "backlog", "upstream_max_connections", "log_level", "log_format",
-    "access_log", "shutdown_grace_s", "cors_origins",
+    "access_log", "shutdown_grace_s", "cors_origins", "upstream_max_answer_bytes",
+    "upstream_max_event_bytes",
 )  # fmt: skip
 
 

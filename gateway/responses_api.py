@@ -58,10 +58,22 @@ async def relay_translated_stream(
                         f"route '{route_name}': the upstream sent invalid JSON in its stream",
                         code="upstream_invalid",
                     ) from None
-                if isinstance(chunk, dict):
-                    if chunk.get("usage"):
-                        ctx.note_usage(chunk["usage"])
+                if not isinstance(chunk, dict):
+                    raise GatewayError(
+                        502, f"route '{route_name}': the upstream sent a stream event that is "
+                        "not a JSON object", code="upstream_invalid",
+                    )  # fmt: skip
+                if chunk.get("usage"):
+                    ctx.note_usage(chunk["usage"])
+                try:
                     events += translator.feed(chunk)
+                except (AttributeError, TypeError, KeyError, ValueError) as exc:
+                    # a chunk of the wrong shape (`{"choices": [5]}`): the upstream's fault
+                    log.warning("route %s: unreadable upstream chunk", route_name, exc_info=True)
+                    raise GatewayError(
+                        502, f"route '{route_name}': the upstream sent a chunk of the wrong "
+                        f"shape ({type(exc).__name__}: {exc})", code="upstream_invalid",
+                    ) from None  # fmt: skip
             if events:
                 yield _frames(events)
         if not getattr(stream, "saw_done", True) and translator.finish_reason is None:
