@@ -183,9 +183,7 @@ def check_ranges(body: dict[str, Any], ranges: dict[str, Range]) -> None:
         if not _is_number(value):
             raise InvalidRequest(f"'{name}' must be a number", param=name)
         if _outside(value, bounds):
-            raise InvalidRequest(
-                f"'{name}' must be {_range_text(bounds)}; got {value}", param=name
-            )
+            raise InvalidRequest(f"'{name}' must be {_range_text(bounds)}; got {value}", param=name)
     bias = body.get("logit_bias")
     if isinstance(bias, dict):
         for token, value in bias.items():
