@@ -10,12 +10,9 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 from dataclasses import dataclass
-from pathlib import Path
-
-import yaml
 from starlette.types import Scope
 
-from gateway.config import ApiKeyConfig, ConfigError, ServerConfig, interpolate
+from gateway.config import ConfigError, ServerConfig, load_key_file
 from gateway.context import RequestContext
 from gateway.errors import GatewayError
 
@@ -33,20 +30,6 @@ class KeyInfo:
 def _digest(secret: str | bytes) -> bytes:
     raw = secret.encode() if isinstance(secret, str) else secret
     return hashlib.sha256(raw).digest()
-
-
-def load_key_file(path: str) -> list[ApiKeyConfig]:
-    """A YAML list of {name, key, routes} (for keys mounted as a secret file)."""
-    try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"config error in {path}: cannot read the API key file ({exc})") from None
-    if not isinstance(raw, list):
-        raise ConfigError(f"config error in {path}: the API key file must be a YAML list")
-    try:
-        return [ApiKeyConfig(**interpolate(item, f"{path}[{i}]")) for i, item in enumerate(raw)]
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"config error in {path}: {exc}") from None
 
 
 def _is_loopback(scope: Scope) -> bool:

@@ -96,10 +96,12 @@ def main(argv: list[str] | None = None) -> int:
             host=args.host, port=args.port, workers=args.workers, log_level=args.log_level
         )
         config = load_config(args.config, **overrides)
+        # what the app builds from a config (routes, key digests, recording files) can still
+        # refuse it: the same one-line verdict and exit code, not a traceback
+        serve(config, args.config, overrides)
     except ConfigError as exc:
         print(f"gym-gateway: {exc}", file=sys.stderr)
         return 2
-    serve(config, args.config, overrides)
     return 0
 
 
