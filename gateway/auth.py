@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 from dataclasses import dataclass
+
 from starlette.types import Scope
 
 from gateway.config import ConfigError, ServerConfig, load_key_file
