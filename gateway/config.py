@@ -103,6 +103,12 @@ class MockOptions(_Strict):
     stream_delay_ms: float = Field(0.0, ge=0, description="delay between streamed words")
     reply: str | None = Field(None, description="fixed reply instead of echoing the user")
     fail_every: int = Field(0, ge=0, description="every Nth request fails with 503; 0 = never")
+    max_answer_bytes: int = Field(
+        16 * 1024 * 1024,
+        ge=1024,
+        description="400 answer_too_large when one answer (all choices, logprobs, stream "
+        "framing) would exceed this",
+    )
     params: dict[str, Any] = Field(
         default_factory=dict,
         description="simulated parameter table: {top_k: drop, temperature: {clamp: [0, 1]}}",
