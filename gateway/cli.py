@@ -44,6 +44,8 @@ def serve(
 ) -> None:
     import uvicorn
 
+    from gateway.connections import GatewayHttpProtocol
+
     server = config.server
     configure_logging(server)
     common = dict(
@@ -54,8 +56,10 @@ def serve(
         log_level=server.log_level,
         access_log=server.access_log,
         loop="uvloop",
-        http="httptools",
-        timeout_keep_alive=75,  # Gym keeps connections open; dropping idle ones costs retries
+        # httptools plus header/body timeouts, a connection cap and lingering close
+        http=GatewayHttpProtocol,
+        # Gym keeps connections open; dropping idle ones costs retries
+        timeout_keep_alive=server.keep_alive_s,
         timeout_graceful_shutdown=server.shutdown_grace_s,
         log_config=None,  # our handler (JSON or text) on the root logger serves uvicorn too
         server_header=False,

@@ -66,6 +66,21 @@ class ServerConfig(_Strict):
     )
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024, description="413 above this")
     max_header_bytes: int = Field(64 * 1024, ge=1024, description="431 above this")
+    # Client connections (gateway/connections.py, docs/operations.md)
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="connection (or next request's first byte) to end of headers"
+    )
+    body_timeout_s: float = Field(60.0, gt=0, description="longest gap between body reads")
+    keep_alive_s: float = Field(75.0, gt=0, description="idle time between requests")
+    max_connections: int = Field(
+        0, ge=0, description="client connections per worker; 0 = half the descriptor limit"
+    )
+    linger_s: float = Field(
+        30.0, ge=0, description="after an early answer, how long the rest of the body is read"
+    )
+    linger_max_bytes: int = Field(
+        256 * 1024 * 1024, ge=0, description="after an early answer, how much of it is read"
+    )
     upstream_max_connections: int = Field(
         0, ge=0, description="connection pool size per worker; 0 means unlimited"
     )
