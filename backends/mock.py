@@ -40,30 +40,34 @@ def choice_count(body: dict[str, Any]) -> int:
     return n
 
 
-# Bytes an answer costs beyond its text, per token: a streamed chunk's JSON and SSE framing,
-# a logprobs entry; with logprobs, the token's text is written twice more and its bytes as
-# numbers (up to 4 characters each).
+# What an answer costs beyond its text, per token: the token's own string object while the
+# mock builds the answer (once), and per choice a streamed chunk's JSON and SSE framing or a
+# logprobs entry (a dict, a list of byte values: ~400 bytes of memory); with logprobs the
+# token's text is written twice more and its bytes as numbers (up to 4 characters each).
+_TOKEN_OBJECT_BYTES = 58
 _STREAM_CHUNK_BYTES = 160
-_LOGPROB_ENTRY_BYTES = 64
+_LOGPROB_ENTRY_BYTES = 400
 _LOGPROB_TEXT_FACTOR = 6
 
 
 def check_answer_cost(
     driver: MockDriver, body: dict[str, Any], choices: int, text_bytes: int, tokens: int
 ) -> None:
-    """400 before building an answer larger than the route's `mock.max_answer_bytes`: one
-    request must not be able to make the mock produce gigabytes (issue 18)."""
-    per_token = len(body.get("model") or "") if body.get("stream") else 0
+    """400 before building an answer that would cost more than the route's
+    `mock.max_answer_bytes`, in bytes sent or memory used to build it: one request must not
+    be able to make the mock produce gigabytes (issue 18)."""
+    per_choice_token = 0
     if body.get("stream"):
-        per_token += _STREAM_CHUNK_BYTES
+        per_choice_token += _STREAM_CHUNK_BYTES + len(str(body.get("model") or ""))
     logprobs = body.get("logprobs") not in (None, False)
     if logprobs:
-        per_token += _LOGPROB_ENTRY_BYTES
-    size = choices * (text_bytes * (_LOGPROB_TEXT_FACTOR if logprobs else 1) + tokens * per_token)
+        per_choice_token += _LOGPROB_ENTRY_BYTES
+    text = text_bytes * (_LOGPROB_TEXT_FACTOR if logprobs else 1)
+    size = tokens * _TOKEN_OBJECT_BYTES + choices * (text + tokens * per_choice_token)
     limit = driver.route.mock.max_answer_bytes
     if size > limit:
         raise GatewayError(
-            400, f"mock route '{driver.route.name}': this answer would be about {size} bytes "
+            400, f"mock route '{driver.route.name}': this answer would cost about {size} bytes "
             f"({choices} choice(s) of {tokens} tokens, {text_bytes} bytes of text); the route's "
             f"mock.max_answer_bytes is {limit}: lower n or max_tokens, or send a shorter prompt",
             param="n" if choices > 1 else "max_tokens", code="answer_too_large",

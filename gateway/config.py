@@ -122,7 +122,7 @@ class MockOptions(_Strict):
         16 * 1024 * 1024,
         ge=1024,
         description="400 answer_too_large when one answer (all choices, logprobs, stream "
-        "framing) would exceed this",
+        "framing, or the memory to build it) would cost more bytes than this",
     )
     params: dict[str, Any] = Field(
         default_factory=dict,
