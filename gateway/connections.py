@@ -46,7 +46,7 @@ RESERVED_DESCRIPTORS = 256
 class Limits:
     header_timeout_s: float = 10.0
     body_timeout_s: float = 60.0
-    max_connections: int = 0  # 0: automatic (see auto_max_connections)
+    max_connections: int = 0  # set by configure(); until then, from the current limit
     linger_s: float = 30.0
     linger_max_bytes: int = 256 * 1024 * 1024
 
@@ -70,6 +70,9 @@ def auto_max_connections(descriptors: int) -> int:
     """Half of what is left after a reserve: each streaming request may hold one upstream
     connection next to its client's."""
     return max(16, (descriptors - RESERVED_DESCRIPTORS) // 2)
+
+
+LIMITS.max_connections = auto_max_connections(resource.getrlimit(resource.RLIMIT_NOFILE)[0])
 
 
 def configure(server: Any) -> Limits:
@@ -228,8 +231,19 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._request_begun = True
         super().on_message_begin()
 
+    def handle_websocket_upgrade(self) -> None:
+        # the WebSocket protocol takes the connection over, with timeouts of its own
+        _WAITING.pop(self, None)
+        self._disarm()
+        self._in_request = False
+        super().handle_websocket_upgrade()
+
     def on_headers_complete(self) -> None:
         _WAITING.pop(self, None)
+        if self.parser.should_upgrade() and self._should_upgrade():
+            self._disarm()
+            super().on_headers_complete()
+            return
         self._in_request = True
         self._last_read = self.loop.time()
         self._arm("body", LIMITS.body_timeout_s)
