@@ -1,5 +1,7 @@
 """Hostile client connections (issue 18 item 2): 1,000 silent + 300 slow-header connections
-held for 60 s (each reopened when the gateway closes it), while valid requests keep coming.
+held for 60 s (each reopened when the gateway closes it; the attack runs in a process of its
+own), while valid requests keep coming (two kept-alive clients and one that connects anew
+for each request, one request at a time each), after a baseline of the same length.
 Reports the gateway's descriptors and RSS over time and the valid requests' latency; and,
 with --largest-answer, the RSS peak of the largest mock answer the defaults allow.
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import os
 import statistics
 import subprocess
@@ -27,7 +30,7 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from procs import PAGE, free_port, raise_fd_limit
+from procs import CLK_TCK, PAGE, free_port, raise_fd_limit
 
 CHAT = {"model": "echo", "messages": [{"role": "user", "content": "hello there"}]}
 
@@ -35,6 +38,13 @@ CHAT = {"model": "echo", "messages": [{"role": "user", "content": "hello there"}
 def rss_mb(pid: int) -> float:
     with open(f"/proc/{pid}/statm") as f:
         return int(f.read().split()[1]) * PAGE / 2**20
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds the process has used."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def fds(pid: int) -> int:
@@ -130,21 +140,55 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000 if ordered else 0.0
 
 
-async def phase(url: str, pid: int, seconds: float, attack: Attack | None) -> dict[str, float]:
+def attack_process(port: int, silent: int, slow: int, seconds: float, out: Any) -> None:
+    """The attack in a process of its own: its 1,300 connections must not slow the client
+    that measures the valid requests."""
+    raise_fd_limit()
+    attack = Attack(port, silent, slow)
+
+    async def run() -> None:
+        runner = asyncio.create_task(attack.run())
+        await asyncio.sleep(seconds)
+        attack.stop.set()
+        await runner
+
+    asyncio.run(run())
+    out.put((attack.opened, attack.closed_by_gateway, attack.answered_408))
+
+
+async def phase(
+    url: str, pid: int, seconds: float, attack: tuple[int, int] | None
+) -> dict[str, float]:
     stop = asyncio.Event()
     latencies: list[float] = []
     samples: list[tuple[int, float]] = []
-    tasks = [asyncio.create_task(valid_load(url, stop, latencies))]
+    counts = multiprocessing.Queue()
+    attacker = None
     if attack is not None:
-        attack.stop = stop
-        tasks.append(asyncio.create_task(attack.run()))
+        port = int(url.rsplit(":", 1)[1])
+        attacker = multiprocessing.Process(
+            target=attack_process, args=(port, *attack, seconds + 5, counts)
+        )
+        attacker.start()
+        await asyncio.sleep(5)  # the attack connections are open before measuring
+    tasks = [asyncio.create_task(valid_load(url, stop, latencies))]
+    cpu_start, started = cpu_s(pid), time.monotonic()
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         samples.append((fds(pid), rss_mb(pid)))
         await asyncio.sleep(1)
+    cpu_share = (cpu_s(pid) - cpu_start) / (time.monotonic() - started)
     stop.set()
     await asyncio.gather(*tasks, return_exceptions=True)
+    opened = closed = answered_408 = 0
+    if attacker is not None:
+        opened, closed, answered_408 = counts.get(timeout=120)
+        attacker.join(30)
     return {
+        "cpu_pct": cpu_share * 100,
+        "opened": opened,
+        "closed": closed,
+        "answered_408": answered_408,
         "requests": len(latencies),
         "p50_ms": percentile(latencies, 0.50),
         "p99_ms": percentile(latencies, 0.99),
@@ -159,21 +203,18 @@ def connections_bench(args: argparse.Namespace) -> None:
     raise_fd_limit()
     proc, url = start_gateway("models:\n  - {name: echo, backend: mock}\n")
     try:
-        port = int(url.rsplit(":", 1)[1])
-        base = asyncio.run(phase(url, proc.pid, 10, None))
-        attack = Attack(port, args.silent, args.slow)
-        hit = asyncio.run(phase(url, proc.pid, args.hold, attack))
+        base = asyncio.run(phase(url, proc.pid, args.hold, None))
+        hit = asyncio.run(phase(url, proc.pid, args.hold, (args.silent, args.slow)))
         after = {"fds": fds(proc.pid), "rss_mb": rss_mb(proc.pid)}
     finally:
         proc.terminate()
         proc.wait(30)
-    print(f"baseline (10 s, no attack): {fmt(base)}")
+    print(f"baseline ({args.hold:g} s, no attack): {fmt(base)}")
+    kinds = f"{args.silent} silent + {args.slow} slow-header"
+    print(f"under attack ({kinds}, {args.hold:g} s): {fmt(hit)}")
     print(
-        f"under attack ({args.silent} silent + {args.slow} slow-header, {args.hold} s): {fmt(hit)}"
-    )
-    print(
-        f"  attack connections opened {attack.opened}, closed by the gateway "
-        f"{attack.closed_by_gateway} ({attack.answered_408} with a 408)"
+        f"  attack connections opened {hit['opened']}, closed by the gateway "
+        f"{hit['closed']} ({hit['answered_408']} with a 408)"
     )
     print(f"after: fds {after['fds']}, rss {after['rss_mb']:.0f} MB")
 
@@ -182,7 +223,7 @@ def fmt(r: dict[str, float]) -> str:
     return (
         f"{r['requests']} valid requests, p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, "
         f"max {r['max_ms']:.0f} ms; fds median {r['fds_median']:.0f} max {r['fds_max']}; "
-        f"RSS max {r['rss_max_mb']:.0f} MB"
+        f"RSS max {r['rss_max_mb']:.0f} MB; gateway CPU {r['cpu_pct']:.0f} % of a core"
     )
 
 
