@@ -109,6 +109,21 @@ OVERLOADED = _plain_response(
 )
 
 
+_refusals = {"count": 0, "logged_at": -1e9}
+
+
+def _note_refusal(now: float) -> None:
+    """One warning per 10 s at most: under a connection flood, a line per refusal would
+    flood the log too."""
+    _refusals["count"] += 1
+    if now - _refusals["logged_at"] >= 10:
+        log.warning(
+            "connection limit %d reached: %d connection(s) answered 503 since the last warning",
+            LIMITS.max_connections, _refusals["count"],
+        )  # fmt: skip
+        _refusals["count"], _refusals["logged_at"] = 0, now
+
+
 class _LingeringTransport:
     """The connection's transport, except that closing it while the client is still sending
     a request body drains that body first (its protocol decides)."""
@@ -149,7 +164,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._real_transport = transport
         super().connection_made(_LingeringTransport(transport, self))  # type: ignore[arg-type]
         if len(self.connections) > LIMITS.max_connections and not self._make_room():
-            log.warning("connection limit %d reached: answering 503", LIMITS.max_connections)
+            _note_refusal(self.loop.time())
             transport.write(OVERLOADED)
             transport.close()
             return
