@@ -280,7 +280,7 @@ class UpstreamHTTP:
             replica = pool.pick(body, ctx, tried)
             replica.in_flight += 1
             replica.served += 1
-            ctx.upstream = replica.origin
+            ctx.upstream, ctx.upstream_name = replica.origin, replica.name
             try:
                 response = await self._abortable_post(upstream, replica, path, raw, ctx)
             except GatewayError as exc:

@@ -6,6 +6,11 @@ gateway waits for its health URL; an engine that exits or stays unhealthy past
 dies is restarted with exponential backoff (reset once it has run for a minute). Its output
 is logged line by line, prefixed with the route name. On shutdown: SIGTERM to the group,
 SIGKILL after `stop_timeout`.
+
+The process group, not the process, is the engine: vLLM forks an EngineCore and workers that
+hold the model (GPU memory on a GPU). When the main process dies, whatever else is left of
+its group is ended (SIGTERM, then SIGKILL) before a restart, and on shutdown the group is
+ended even when its leader has already gone.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from gateway.engines import LaunchOptions
 log = logging.getLogger("gateway.engine")
 
 HEALTH_POLL_S = 0.5
+GROUP_POLL_S = 0.1
 _SECRET_NAMES = ("key", "token", "secret", "password")
 STABLE_AFTER_S = 60.0  # an engine up this long starts the next restart backoff from 1 s
 _TAIL_LINES = 20
@@ -46,6 +52,39 @@ def _die_with_parent() -> None:
             import ctypes
 
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any process of the group is left (zombies of the gateway's own child count
+    until reaped, which `proc.wait()` does)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+async def end_group(pgid: int, grace: float, route: str) -> None:
+    """SIGTERM every process left in the group, SIGKILL what is still there after `grace`."""
+    if not group_alive(pgid):
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while group_alive(pgid):
+        if time.monotonic() >= deadline:
+            log.warning("[%s] engine processes ignored SIGTERM; killing the group", route)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pgid, signal.SIGKILL)
+            break
+        await asyncio.sleep(GROUP_POLL_S)
+    while group_alive(pgid):  # SIGKILL is not ignorable: only the kernel's reaping is left
+        if time.monotonic() >= deadline + 10:
+            log.error("[%s] engine process group %d survived SIGKILL", route, pgid)
+            return
+        await asyncio.sleep(GROUP_POLL_S)
 
 
 def secrets_of(route: RouteConfig) -> list[str]:
@@ -169,6 +208,8 @@ class ManagedEngine:
             code = await self.proc.wait()
             if self._stopping:
                 return
+            # The main process is gone; its EngineCore and workers may not be (issue 18).
+            await end_group(self.proc.pid, self.options.stop_timeout, self.route)
             ran = time.monotonic() - self._started_at
             self.state = "crashed"
             if not self.options.restart:
@@ -202,6 +243,8 @@ class ManagedEngine:
                 log.warning("[%s] engine ignored SIGTERM; killing it", self.route)
                 self._signal(proc, signal.SIGKILL)
                 await proc.wait()
+        if proc is not None:  # what outlived the leader (or was left by a crash) goes too
+            await end_group(proc.pid, self.options.stop_timeout, self.route)
         if self._pump is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._pump, 5)

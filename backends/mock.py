@@ -40,6 +40,45 @@ def choice_count(body: dict[str, Any]) -> int:
     return n
 
 
+# What an answer costs beyond its text, per token: the token's own string object while the
+# mock builds the answer (once), and per choice a streamed chunk's JSON and SSE framing or a
+# logprobs entry (a dict, a list of byte values: ~400 bytes of memory); with logprobs the
+# token's text is written twice more and its bytes as numbers (up to 4 characters each).
+_TOKEN_OBJECT_BYTES = 58
+_STREAM_CHUNK_BYTES = 160
+_LOGPROB_ENTRY_BYTES = 400
+_LOGPROB_TEXT_FACTOR = 6
+
+
+def check_answer_cost(
+    driver: MockDriver, body: dict[str, Any], choices: int, text_bytes: int, tokens: int
+) -> None:
+    """400 before building an answer that would cost more than the route's
+    `mock.max_answer_bytes`, in bytes sent or memory used to build it: one request must not
+    be able to make the mock produce gigabytes (issue 18)."""
+    per_choice_token = 0
+    if body.get("stream"):
+        per_choice_token += _STREAM_CHUNK_BYTES + len(str(body.get("model") or ""))
+    logprobs = body.get("logprobs") not in (None, False)
+    if logprobs:
+        per_choice_token += _LOGPROB_ENTRY_BYTES
+    text = text_bytes * (_LOGPROB_TEXT_FACTOR if logprobs else 1)
+    size = tokens * _TOKEN_OBJECT_BYTES + choices * (text + tokens * per_choice_token)
+    limit = driver.route.mock.max_answer_bytes
+    if size > limit:
+        raise GatewayError(
+            400, f"mock route '{driver.route.name}': this answer would cost about {size} bytes "
+            f"({choices} choice(s) of {tokens} tokens, {text_bytes} bytes of text); the route's "
+            f"mock.max_answer_bytes is {limit}: lower n or max_tokens, or send a shorter prompt",
+            param="n" if choices > 1 else "max_tokens", code="answer_too_large",
+        )  # fmt: skip
+
+
+# The mock makes each streamed chunk without waiting for anything: every so many it lets
+# the event loop run, so other requests are served and a client's disconnect is noticed.
+YIELD_EVERY = 16
+
+
 def _bound(schema: dict[str, Any], key: str, default: int) -> int:
     """An integer bound of a schema (rounded up), or `default` when absent or unusable."""
     value = schema.get(key, default)
@@ -181,10 +220,16 @@ class MockDriver(Driver):
         if reply is None:
             user = [m for m in messages if m.get("role") == "user"]
             reply = text_of(user[-1].get("content")) if user else ""
+        # a stream sends one choice (index 0); the JSON answer holds n copies
+        choices = 1 if body.get("stream") else choice_count(body)
+        if not isinstance(limit, int):  # the whole reply: refuse before splitting it
+            check_answer_cost(self, body, choices, len(reply.encode()), 0)
         pieces = split_tokens(reply)
         finish = "stop"
         if isinstance(limit, int) and len(pieces) > limit:
             pieces, finish = pieces[:limit], "length"
+            reply = "".join(pieces)
+        check_answer_cost(self, body, choices, len(reply.encode()), len(pieces))
         return {
             "digest": digest,
             "pieces": pieces,
@@ -294,9 +339,11 @@ class MockStream(ChatStream):
                 yield [
                     self._chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
                 ]
-        for piece in plan["pieces"]:
+        for count, piece in enumerate(plan["pieces"], 1):
             if pause:
                 await asyncio.sleep(pause)
+            elif count % YIELD_EVERY == 0:
+                await asyncio.sleep(0)
             extra = {"logprobs": self.driver._logprobs([piece])} if body.get("logprobs") else {}
             yield [self._chunk({"content": piece}, **extra)]
         last = [self._chunk({}, plan["finish"])]

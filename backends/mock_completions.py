@@ -17,6 +17,8 @@ from backends.base import ChatStream
 if TYPE_CHECKING:
     from backends.mock import MockDriver
 
+YIELD_EVERY = 16  # as backends/mock.py: let the event loop run during a long stream
+
 
 def _prompts(prompt: Any) -> list[str]:
     if isinstance(prompt, str):
@@ -29,7 +31,7 @@ def _prompts(prompt: Any) -> list[str]:
 
 
 def plan(driver: MockDriver, body: dict[str, Any]) -> dict[str, Any]:
-    from backends.mock import choice_count, split_tokens
+    from backends.mock import check_answer_cost, choice_count, split_tokens
 
     limit = body.get("max_tokens")
     reply = driver.route.mock.reply
@@ -43,6 +45,8 @@ def plan(driver: MockDriver, body: dict[str, Any]) -> dict[str, Any]:
             pieces, finish = pieces[:limit], "length"
         for _ in range(choice_count(body)):
             choices.append((pieces, finish))
+    text_bytes = sum(len("".join(p).encode()) for p, _ in choices)
+    check_answer_cost(driver, body, 1, text_bytes, sum(len(p) for p, _ in choices))
     digest = hashlib.sha256(orjson.dumps(body.get("prompt"))).hexdigest()[:24]
     completion = sum(len(p) for p, _ in choices)
     usage = {
@@ -108,9 +112,11 @@ class CompletionStream(ChatStream):
         pause = self.driver.route.mock.stream_delay_ms / 1000
         await self.driver._delay()
         for index, (pieces, finish) in enumerate(self.plan["choices"]):
-            for piece in pieces:
+            for count, piece in enumerate(pieces, 1):
                 if pause:
                     await asyncio.sleep(pause)
+                elif count % YIELD_EVERY == 0:
+                    await asyncio.sleep(0)
                 yield [self._chunk(index, piece, None)]
             yield [self._chunk(index, "", finish)]
         if (self.body.get("stream_options") or {}).get("include_usage"):

@@ -48,6 +48,8 @@ class Replica:
     base_url: str
     origin: str
     weight_seed: bytes
+    # what public surfaces (/metrics) call it: its place in the route's list, never its address
+    name: str = "replica-0"
     in_flight: int = 0
     served: int = 0
     failures: int = 0  # consecutive
@@ -122,7 +124,9 @@ class Pool:
     def from_urls(
         cls, route_name: str, urls: list[str], policy: PoolPolicy, start_hint: str = ""
     ) -> Pool:
-        replicas = [Replica(u, safe_origin(u), u.encode()) for u in urls]
+        replicas = [
+            Replica(u, safe_origin(u), u.encode(), f"replica-{i}") for i, u in enumerate(urls)
+        ]
         return cls(route_name, policy, replicas, start_hint=start_hint)
 
     # -- selection -------------------------------------------------------------------------
@@ -306,6 +310,7 @@ class Pool:
             "replicas": [
                 {
                     "upstream": r.origin,
+                    "name": r.name,
                     "state": r.state(now),
                     "in_flight": r.in_flight,
                     "served": r.served,

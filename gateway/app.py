@@ -13,13 +13,21 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from backends.http import AnswerLimits, UpstreamHTTP
-from gateway import __version__, admin, docs_ui, endpoints, engine_endpoints, responses_api
+from gateway import (
+    __version__,
+    admin,
+    connections,
+    docs_ui,
+    endpoints,
+    engine_endpoints,
+    responses_api,
+)
 from gateway.auth import Authenticator
 from gateway.config import CONFIG_ENV, GatewayConfig, RouteConfig, load_config
 from gateway.errors import GatewayError
@@ -144,6 +152,11 @@ async def _ready(request: Request) -> Response:
     return json_response({"ready": ready, "routes": routes}, 200 if ready else 503)
 
 
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    # the client left (or was timed out) while sending its body: nobody reads an answer
+    return Response(status_code=499)
+
+
 async def _unexpected_error(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return error_response(
@@ -178,6 +191,8 @@ def hot_endpoint(handler: Any) -> ASGIApp:
             response = await handler(request)
         except GatewayError as exc:
             response = await _gateway_error(request, exc)
+        except ClientDisconnect as exc:
+            response = await _client_gone(request, exc)
         except Exception as exc:
             response = await _unexpected_error(request, exc)
         await response(scope, receive, send)
@@ -200,6 +215,7 @@ def create_app(
     """`config_path` and `overrides` (CLI flags) are what a reload loads again; with
     `reload_signal`, SIGHUP reloads (single-process serving)."""
     config = config or load_config(config_path, **(overrides or {}))
+    connections.configure(config.server)  # this process's client-connection limits
     gateway = Gateway(config)
     gateway.reloader = reloader = Reloader(gateway, config_path, overrides)
 
@@ -224,6 +240,7 @@ def create_app(
             GatewayError: _gateway_error,
             HTTPException: _http_error,
             RequestValidationError: _validation_error,
+            ClientDisconnect: _client_gone,
             Exception: _unexpected_error,
         },
     )

@@ -10,12 +10,10 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 from dataclasses import dataclass
-from pathlib import Path
 
-import yaml
 from starlette.types import Scope
 
-from gateway.config import ApiKeyConfig, ConfigError, ServerConfig, interpolate
+from gateway.config import ConfigError, ServerConfig, load_key_file
 from gateway.context import RequestContext
 from gateway.errors import GatewayError
 from gateway.redact import remember
@@ -36,20 +34,6 @@ def _digest(secret: str | bytes) -> bytes:
     return hashlib.sha256(raw).digest()
 
 
-def load_key_file(path: str) -> list[ApiKeyConfig]:
-    """A YAML list of {name, key, routes} (for keys mounted as a secret file)."""
-    try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"config error in {path}: cannot read the API key file ({exc})") from None
-    if not isinstance(raw, list):
-        raise ConfigError(f"config error in {path}: the API key file must be a YAML list")
-    try:
-        return [ApiKeyConfig(**interpolate(item, f"{path}[{i}]")) for i, item in enumerate(raw)]
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"config error in {path}: {exc}") from None
-
-
 def _is_loopback(scope: Scope) -> bool:
     client = scope.get("client")
     if not client:
@@ -58,6 +42,71 @@ def _is_loopback(scope: Scope) -> bool:
         return ipaddress.ip_address(client[0]).is_loopback
     except ValueError:
         return False
+
+
+# Host names a browser on this machine uses for the gateway when it is reached over loopback.
+_LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+
+
+def _host_name(host: str) -> str:
+    """`127.0.0.1:8080` -> `127.0.0.1`, `[::1]:8080` -> `::1`, `localhost` -> `localhost`."""
+    if host.startswith("["):
+        return host[1 : host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def is_loopback_host(host: str) -> bool:
+    name = _host_name(host).lower().rstrip(".")
+    if name in _LOOPBACK_NAMES or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def _header(scope: Scope, wanted: bytes) -> str | None:
+    for name, value in scope["headers"]:
+        if name == wanted:
+            return value.decode("latin-1")
+    return None
+
+
+def refuse_cross_site(scope: Scope) -> None:
+    """Loopback-only admin (no admin_key): a web page open in a browser on this machine can
+    reach loopback too. Refuse what only a browser sends: a Host that is not a loopback name
+    (DNS rebinding: the page's own name resolving to 127.0.0.1), or an Origin that is not
+    the gateway's own. curl, httpx and the SDKs send neither."""
+    host = _header(scope, b"host") or ""
+    if not is_loopback_host(host):
+        raise GatewayError(
+            403, f"Admin endpoints without server.admin_key answer only to a loopback Host "
+            f"(localhost, 127.0.0.1, [::1]); got Host {host!r}", code="admin_host_refused",
+        )  # fmt: skip
+    origin = _header(scope, b"origin")
+    if origin is not None and origin not in (f"http://{host}", f"https://{host}"):
+        raise GatewayError(
+            403, f"Admin endpoints refuse cross-site requests (Origin {origin!r}); "
+            "call them from a script, or set server.admin_key", code="admin_cross_site",
+        )  # fmt: skip
+
+
+def check_admin_content_type(scope: Scope) -> None:
+    """An admin POST with a body must say it is JSON: a page can send text/plain, form and
+    multipart bodies cross-site without a CORS preflight, but not application/json."""
+    if scope["method"] != "POST":
+        return
+    content_type = _header(scope, b"content-type")
+    length = _header(scope, b"content-length")
+    has_body = (length not in (None, "0")) or _header(scope, b"transfer-encoding") is not None
+    if content_type is None and not has_body:
+        return
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    if media != "application/json":
+        raise GatewayError(
+            415, f"Admin POSTs take 'content-type: application/json' (got {content_type!r})",
+            code="unsupported_media_type",
+        )  # fmt: skip
 
 
 class Authenticator:
@@ -94,18 +143,20 @@ class Authenticator:
         token = self._bearer(authorization)
         if path.startswith(ADMIN_PREFIX):
             if self.admin_digest is None:
-                if _is_loopback(scope):
-                    return
-                raise GatewayError(
-                    403, "Admin endpoints accept only loopback clients unless server.admin_key "
-                    "is set", code="admin_disabled",
-                )  # fmt: skip
-            if token is None or _digest(token) != self.admin_digest:
+                if not _is_loopback(scope):
+                    raise GatewayError(
+                        403, "Admin endpoints accept only loopback clients unless "
+                        "server.admin_key is set", code="admin_disabled",
+                    )  # fmt: skip
+                refuse_cross_site(scope)
+            elif token is None or _digest(token) != self.admin_digest:
                 raise GatewayError(
                     401, "Admin endpoints need 'Authorization: Bearer <admin key>'",
                     type="authentication_error", code="invalid_admin_key",
                 )  # fmt: skip
-            ctx.key_name = "admin"
+            else:
+                ctx.key_name = "admin"
+            check_admin_content_type(scope)
             return
         if not self.keys:
             return

@@ -44,6 +44,8 @@ def serve(
 ) -> None:
     import uvicorn
 
+    from gateway.connections import GatewayHttpProtocol
+
     server = config.server
     configure_logging(server)
     common = dict(
@@ -54,8 +56,10 @@ def serve(
         log_level=server.log_level,
         access_log=server.access_log,
         loop="uvloop",
-        http="httptools",
-        timeout_keep_alive=75,  # Gym keeps connections open; dropping idle ones costs retries
+        # httptools plus header/body timeouts, a connection cap and lingering close
+        http=GatewayHttpProtocol,
+        # Gym keeps connections open; dropping idle ones costs retries
+        timeout_keep_alive=server.keep_alive_s,
         timeout_graceful_shutdown=server.shutdown_grace_s,
         log_config=None,  # our handler (JSON or text) on the root logger serves uvicorn too
         server_header=False,
@@ -96,10 +100,12 @@ def main(argv: list[str] | None = None) -> int:
             host=args.host, port=args.port, workers=args.workers, log_level=args.log_level
         )
         config = load_config(args.config, **overrides)
+        # what the app builds from a config (routes, key digests, recording files) can still
+        # refuse it: the same one-line verdict and exit code, not a traceback
+        serve(config, args.config, overrides)
     except ConfigError as exc:
         print(f"gym-gateway: {exc}", file=sys.stderr)
         return 2
-    serve(config, args.config, overrides)
     return 0
 
 

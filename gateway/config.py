@@ -66,6 +66,21 @@ class ServerConfig(_Strict):
     )
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024, description="413 above this")
     max_header_bytes: int = Field(64 * 1024, ge=1024, description="431 above this")
+    # Client connections (gateway/connections.py, docs/operations.md)
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="connection (or next request's first byte) to end of headers"
+    )
+    body_timeout_s: float = Field(60.0, gt=0, description="longest gap between body reads")
+    keep_alive_s: float = Field(75.0, gt=0, description="idle time between requests")
+    max_connections: int = Field(
+        0, ge=0, description="client connections per worker; 0 = half the descriptor limit"
+    )
+    linger_s: float = Field(
+        30.0, ge=0, description="after an early answer, how long the rest of the body is read"
+    )
+    linger_max_bytes: int = Field(
+        256 * 1024 * 1024, ge=0, description="after an early answer, how much of it is read"
+    )
     upstream_max_connections: int = Field(
         0, ge=0, description="connection pool size per worker; 0 means unlimited"
     )
@@ -110,6 +125,12 @@ class MockOptions(_Strict):
     stream_delay_ms: float = Field(0.0, ge=0, description="delay between streamed words")
     reply: str | None = Field(None, description="fixed reply instead of echoing the user")
     fail_every: int = Field(0, ge=0, description="every Nth request fails with 503; 0 = never")
+    max_answer_bytes: int = Field(
+        16 * 1024 * 1024,
+        ge=1024,
+        description="400 answer_too_large when one answer (all choices, logprobs, stream "
+        "framing, or the memory to build it) would cost more bytes than this",
+    )
     params: dict[str, Any] = Field(
         default_factory=dict,
         description="simulated parameter table: {top_k: drop, temperature: {clamp: [0, 1]}}",
@@ -285,6 +306,29 @@ class GatewayConfig(BaseSettings):
     models: list[RouteConfig] = Field(min_length=1)
 
     @model_validator(mode="after")
+    def _check_keys(self) -> GatewayConfig:
+        """The same verdict for `check`, `serve` and a reload: the key file reads, holds keys,
+        and every key names only routes that exist."""
+        names = {route.name for route in self.models}
+        where = "server.api_keys"
+        keys = [(f"{where}[{i}]", key) for i, key in enumerate(self.server.api_keys)]
+        path = self.server.api_keys_file
+        if path:
+            try:
+                file_keys = load_key_file(path)
+                keys += [(f"server.api_keys_file: {path}[{i}]", k) for i, k in enumerate(file_keys)]
+            except ConfigError as exc:
+                raise ValueError(f"field server.api_keys_file: {exc}") from None
+        for place, key in keys:
+            unknown = set(key.routes or ()) - names
+            if unknown:
+                raise ValueError(
+                    f"field {place}.routes: API key {key.name!r} names unknown routes: "
+                    f"{', '.join(sorted(unknown))}"
+                )
+        return self
+
+    @model_validator(mode="after")
     def _unique_names(self) -> GatewayConfig:
         seen: set[str] = set()
         for index, route in enumerate(self.models):
@@ -316,6 +360,31 @@ class GatewayConfig(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The YAML tree arrives through init kwargs; environment variables override it.
         return (env_settings, init_settings)
+
+
+def load_key_file(path: str) -> list[ApiKeyConfig]:
+    """A YAML list of {name, key, routes} (for keys mounted as a secret file). An empty file
+    or list is refused: it would leave the API open to everyone without a word."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read the API key file {path} ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else "invalid YAML"
+        raise ConfigError(f"the API key file {path} is not valid YAML ({first})") from None
+    if raw is None or raw == []:
+        raise ConfigError(f"the API key file {path} holds no keys (the API would be open)")
+    if not isinstance(raw, list):
+        raise ConfigError(f"the API key file {path} must be a YAML list of {{name, key, routes}}")
+    try:
+        return [ApiKeyConfig(**interpolate(item, f"{path}[{i}]")) for i, item in enumerate(raw)]
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or "entry"
+        msg = err["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"the API key file {path}: {field}: {msg}") from None
+    except TypeError:  # an item that is not a mapping
+        raise ConfigError(f"the API key file {path}: each item must be a mapping") from None
 
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")

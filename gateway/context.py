@@ -20,6 +20,7 @@ class RequestContext:
     first_token: float | None = None
     # filled by handlers/drivers for logs, metrics and recordings
     upstream: str = ""  # scheme://host:port that served the request (never credentials)
+    upstream_name: str = ""  # its public name (`replica-0`): the /metrics label
     stream: bool = False
     status: int = 0
     error_code: str | None = None

@@ -25,7 +25,7 @@ from gateway.relay import (
     until_disconnect,
 )
 from gateway.request_io import json_response, read_json_body
-from gateway.validation import check_model, check_params
+from gateway.validation import COMPLETIONS_RANGES, check_model, check_params, check_ranges
 
 
 async def _route(request: Request) -> tuple[dict[str, Any], str, Driver, RequestContext]:
@@ -70,6 +70,7 @@ def _check_prompt(body: dict[str, Any]) -> None:
             "'prompt' is required: a string, a list of strings, or token ids", param="prompt"
         )
     check_params(body)
+    check_ranges(body, COMPLETIONS_RANGES)
 
 
 async def completions(request: Request) -> Response:

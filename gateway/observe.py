@@ -149,10 +149,12 @@ class ObserveMiddleware:
         metrics.latency.observe((route, ctx.endpoint), now - ctx.started)
         if ctx.route_name:
             metrics.in_flight.inc((route,), -1)
-            if ctx.upstream:
-                metrics.upstream_requests.inc((route, ctx.upstream))
+            # /metrics is public: a replica's name, never its address (docs/operations.md)
+            upstream = ctx.upstream_name or ctx.upstream
+            if upstream:
+                metrics.upstream_requests.inc((route, upstream))
             if ctx.retries:
-                metrics.retries.inc((route, ctx.upstream or "-"), ctx.retries)
+                metrics.retries.inc((route, upstream or "-"), ctx.retries)
         if status >= 400:
             metrics.errors.inc((route, ctx.error_code or str(status)))
         if ctx.first_token is not None:

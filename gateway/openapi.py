@@ -14,7 +14,13 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from gateway.validation import ROLES
+from gateway.validation import (
+    CHAT_RANGES,
+    COMPLETIONS_RANGES,
+    RESPONSES_RANGES,
+    ROLES,
+    Range,
+)
 
 Schema = dict[str, Any]
 JSON = "application/json"
@@ -92,6 +98,19 @@ RESPONSES_PARAMS: dict[str, Schema] = {
     "reasoning": OBJECT,
     "include": LIST,
 }
+
+
+def _ranged(params: dict[str, Schema], ranges: dict[str, Range]) -> dict[str, Schema]:
+    """The parameters' schemas with the ranges gateway/validation.py checks."""
+    out = dict(params)
+    for name, (low, high) in ranges.items():
+        bounds = {"minimum": low} if low is not None else {}
+        if high is not None:
+            bounds["maximum"] = high
+        out[name] = {**out.get(name, NUMBER), **bounds}
+    return out
+
+
 MODEL: Schema = {"$ref": "#/components/schemas/ModelName"}  # the routes, listed when served
 
 SCHEMAS: dict[str, Schema] = {
@@ -121,7 +140,7 @@ SCHEMAS: dict[str, Schema] = {
         {
             "model": MODEL,
             "messages": {"type": "array", "minItems": 1, "items": _ref("ChatMessage")},
-            **{name: _nullable(schema) for name, schema in CHAT_PARAMS.items()},
+            **{n: _nullable(s) for n, s in _ranged(CHAT_PARAMS, CHAT_RANGES).items()},
         },
         ["model", "messages"],
     ),
@@ -143,7 +162,7 @@ SCHEMAS: dict[str, Schema] = {
                 "anyOf": [STRING, {"type": "array", "items": OBJECT}],
                 "description": "a string or a list of input items",
             },
-            **{name: _nullable(schema) for name, schema in RESPONSES_PARAMS.items()},
+            **{n: _nullable(s) for n, s in _ranged(RESPONSES_PARAMS, RESPONSES_RANGES).items()},
         },
         ["model", "input"],
     ),
@@ -165,7 +184,7 @@ SCHEMAS: dict[str, Schema] = {
                 "anyOf": [STRING, {"type": "array", "minItems": 1}],
                 "description": "a string, a list of strings, or token ids",
             },
-            **{name: _nullable(schema) for name, schema in CHAT_PARAMS.items()},
+            **{n: _nullable(s) for n, s in _ranged(CHAT_PARAMS, COMPLETIONS_RANGES).items()},
         },
         ["model", "prompt"],
     ),

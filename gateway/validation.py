@@ -88,6 +88,7 @@ def check_chat_body(body: dict[str, Any]) -> str:
                 param=f"messages[{index}].content",
             )
     check_params(body)
+    check_ranges(body, CHAT_RANGES)
     return model
 
 
@@ -122,4 +123,73 @@ def check_responses_body(body: dict[str, Any]) -> str:
         value = body.get(name)
         if value is not None and not ok(value):
             raise InvalidRequest(f"'{name}' must be {what}", param=name)
+    check_ranges(body, RESPONSES_RANGES)
     return model
+
+
+# ---- ranges ---------------------------------------------------------------------------------
+# The ranges OpenAI's API reference defines for its own parameters, and only those: an engine's
+# extras (top_k, min_p, repetition_penalty, ...) keep the engine's own checks. A bound is None
+# when the reference sets none. Checked after the types, so the values are numbers here.
+Range = tuple[float | None, float | None]
+_SAMPLING: dict[str, Range] = {
+    "temperature": (0, 2),
+    "top_p": (0, 1),
+    "presence_penalty": (-2, 2),
+    "frequency_penalty": (-2, 2),
+}
+CHAT_RANGES: dict[str, Range] = {
+    **_SAMPLING,
+    "n": (1, 128),
+    "max_tokens": (1, None),
+    "max_completion_tokens": (1, None),
+    "top_logprobs": (0, 20),
+}
+# OpenAI's reference says max_output_tokens >= 16; engines serve smaller budgets and RL
+# rollouts use them, so the gateway asks only for >= 1 (docs/operations.md).
+RESPONSES_RANGES: dict[str, Range] = {
+    **_SAMPLING,
+    "max_output_tokens": (1, None),
+    "max_tool_calls": (1, None),
+    "top_logprobs": (0, 20),
+}
+# Legacy completions: max_tokens 0 is allowed (with echo it scores a prompt).
+COMPLETIONS_RANGES: dict[str, Range] = {
+    **_SAMPLING,
+    "n": (1, 128),
+    "max_tokens": (0, None),
+}
+LOGIT_BIAS_RANGE: Range = (-100, 100)
+
+
+def _outside(value: Any, bounds: Range) -> bool:
+    low, high = bounds
+    return (low is not None and value < low) or (high is not None and value > high)
+
+
+def _range_text(bounds: Range) -> str:
+    low, high = bounds
+    if high is None:
+        return f">= {low}"
+    return f"between {low} and {high}"
+
+
+def check_ranges(body: dict[str, Any], ranges: dict[str, Range]) -> None:
+    """400 naming the first parameter outside the range OpenAI's API defines for it."""
+    for name, bounds in ranges.items():
+        value = body.get(name)
+        if value is None:
+            continue
+        if not _is_number(value):
+            raise InvalidRequest(f"'{name}' must be a number", param=name)
+        if _outside(value, bounds):
+            raise InvalidRequest(f"'{name}' must be {_range_text(bounds)}; got {value}", param=name)
+    bias = body.get("logit_bias")
+    if isinstance(bias, dict):
+        for token, value in bias.items():
+            if not _is_number(value) or _outside(value, LOGIT_BIAS_RANGE):
+                raise InvalidRequest(
+                    f"'logit_bias' values must be numbers between -100 and 100; "
+                    f"token {token!r} has {value!r}",
+                    param="logit_bias",
+                )

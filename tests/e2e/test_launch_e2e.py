@@ -54,6 +54,23 @@ models:
 """
 
 
+def group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes whose process group is `pgid`."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(entry))
+    return members
+
+
 def engines(gw: GatewayProcess) -> dict:
     return httpx.get(gw.url + "/health", timeout=5).json()["engines"]["local"]
 
@@ -83,6 +100,28 @@ def test_engine_lifecycle(tmp_path: Path) -> None:
         gw.stop()
     wait_for(lambda: not alive(second), timeout=10)  # stopped with the gateway
     assert "Traceback" not in gw.log()
+
+
+def test_engine_children_end_with_it(tmp_path: Path) -> None:
+    """An engine that forks (as vLLM forks EngineCore and workers): when its main process
+    dies, the children it leaves are ended before the restart; shutdown ends the group."""
+    port = free_port()
+    launch = f"bash -c 'sleep 3600 & exec {sys.executable} {FAKE} --port {port}'"
+    gw = GatewayProcess(config(port, launch), tmp_path).wait_ready(timeout=30)
+    try:
+        first = engines(gw)["pid"]
+        children = [p for p in group_members(first) if p != first]
+        assert children, "the fake engine's child should share its process group"
+        os.kill(first, signal.SIGKILL)  # only the main process: its child is orphaned
+        wait_for(lambda: engines(gw)["restarts"] == 1 and engines(gw)["state"] == "running")
+        assert group_members(first) == [], "the dead engine's children outlived it"
+        second = engines(gw)["pid"]
+        chat = {"model": "local", "messages": [{"role": "user", "content": "hi"}]}
+        assert httpx.post(gw.url + "/v1/chat/completions", json=chat, timeout=10).is_success
+        assert len(group_members(second)) == 2
+    finally:
+        gw.stop()
+    wait_for(lambda: group_members(second) == [], timeout=10)
 
 
 @pytest.mark.parametrize(

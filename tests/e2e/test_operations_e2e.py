@@ -124,7 +124,9 @@ def test_metrics_count_requests_tokens_and_errors(secured: GatewayProcess) -> No
     assert 'gateway_tokens_total{route="up",direction="in"}' in text
     assert 'gateway_errors_total{route="-",code="model_not_found"}' in text
     assert "gateway_request_duration_seconds_bucket" in text
-    assert 'gateway_upstream_requests_total{route="up",upstream="http://127.0.0.1:' in text
+    # public: the replica's name, never its address (issue 18 item 11)
+    assert 'gateway_upstream_requests_total{route="up",upstream="replica-0"}' in text
+    assert "127.0.0.1" not in text
     assert "sk-upstream" not in text and "ops-key" not in text and text != before
 
 
