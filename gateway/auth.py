@@ -19,7 +19,8 @@ from gateway.errors import GatewayError
 from gateway.redact import remember
 
 # Paths anyone may call: liveness, readiness, metrics (which hold no secrets), API docs.
-PUBLIC_PATHS = frozenset({"/health", "/ready", "/metrics", "/docs", "/openapi.json"})
+PUBLIC_PATHS = frozenset({"/health", "/ready", "/metrics", "/docs", "/redoc", "/openapi.json"})
+DOCS_ASSETS_PREFIX = "/docs/assets/"  # the pages' own JavaScript and CSS (gateway/docs_ui.py)
 ADMIN_PREFIX = "/admin/"
 
 
@@ -138,7 +139,7 @@ class Authenticator:
     def authenticate(self, scope: Scope, authorization: bytes | None, ctx: RequestContext) -> None:
         """Raise 401/403 in OpenAI's shape, or annotate ctx with the key's name and routes."""
         path: str = scope["path"]
-        if path in PUBLIC_PATHS:
+        if path in PUBLIC_PATHS or path.startswith(DOCS_ASSETS_PREFIX):
             return
         token = self._bearer(authorization)
         if path.startswith(ADMIN_PREFIX):

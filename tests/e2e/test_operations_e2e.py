@@ -213,3 +213,8 @@ models:
     # and it stopped accepting: a new connection is refused
     with pytest.raises(httpx.ConnectError):
         httpx.get(gw.url + "/health")
+
+
+def test_docs_and_their_assets_need_no_key(secured: GatewayProcess) -> None:
+    for path in ("/docs", "/redoc", "/docs/assets/swagger-ui-bundle.js", "/openapi.json"):
+        assert httpx.get(secured.url + path).status_code == 200, path
