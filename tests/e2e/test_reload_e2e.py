@@ -15,6 +15,11 @@ import pytest
 from tests.gateway_process import GatewayProcess
 
 
+def replace_atomically(path: Path, text: str) -> None:
+    staged = path.with_suffix(".tmp")
+    staged.write_text(text)
+    staged.replace(path)
+
 def config(reply: str, extra_route: bool = False, long_route: bool = True) -> str:
     text = f"""
 models:
@@ -72,7 +77,9 @@ def test_reload_under_load_drops_nothing(gateway: tuple[GatewayProcess, Path]) -
         with httpx.Client(base_url=proc.url, timeout=20) as admin:
             for n in range(12):
                 time.sleep(0.1)
-                path.write_text(config(f"answer {n}", extra_route=n % 2 == 0))
+                # Renamed into place, as deploy tools do: a SIGHUP can arrive mid-write, and
+                # a reload of a half-written file is (rightly) refused.
+                replace_atomically(path, config(f"answer {n}", extra_route=n % 2 == 0))
                 if n % 3 == 2:
                     proc.proc.send_signal(signal.SIGHUP)
                 else:
@@ -82,7 +89,7 @@ def test_reload_under_load_drops_nothing(gateway: tuple[GatewayProcess, Path]) -
                     assert summary["status"] == "reloaded"
                     assert ("b" in summary["routes"]) == (n % 2 == 0)
             time.sleep(0.3)
-            path.write_text(config("final answer"))
+            replace_atomically(path, config("final answer"))
             assert admin.post("/admin/reload").status_code == 200
             answer = admin.post(
                 "/v1/chat/completions",
