@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
+from gateway.config import ROUTE_CHECKS
+
 if TYPE_CHECKING:
     from backends.base import Driver
     from backends.http import UpstreamHTTP
@@ -41,17 +43,8 @@ def make_driver(route: RouteConfig, http: UpstreamHTTP) -> Driver:
 
 
 def check_route(route: RouteConfig) -> None:
-    """Config-time checks of a route against its driver (raises ValueError with the reason):
-    `defaults` and `overrides` the family's table refuses, and a missing litellm extra."""
-    if route.backend == "litellm":
-        from backends.litellm_driver import import_litellm
-        from gateway.config import ConfigError
-
-        try:
-            import_litellm(route.name)
-        except ConfigError as exc:
-            raise ValueError(str(exc).split(": ", 1)[-1]) from None
-        return
+    """Config-time check of a route against its driver (raises ValueError with the reason):
+    `defaults` and `overrides` the family's parameter table refuses."""
     if route.backend not in DRIVERS or getattr(route, "unsupported_params", "error") == "drop":
         return
     from gateway.errors import UnsupportedParameter
@@ -62,3 +55,8 @@ def check_route(route: RouteConfig) -> None:
             table.apply(dict(getattr(route, field)), drop=False, route=route.name)
         except UnsupportedParameter as exc:
             raise ValueError(f"{field}.{exc.param}: {exc.message}") from None
+
+
+# config validation runs this check for every route from now on (gateway/config.py)
+if check_route not in ROUTE_CHECKS:
+    ROUTE_CHECKS.append(check_route)

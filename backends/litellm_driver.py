@@ -19,12 +19,11 @@ import orjson
 from backends.base import ChatStream, Driver
 from backends.http import UpstreamHTTP
 from backends.upstream_errors import mark_context_overflow
+from gateway.config import LITELLM_INSTALL_HINT as INSTALL_HINT
 from gateway.config import ConfigError, RouteConfig
 from gateway.context import RequestContext
 from gateway.errors import GatewayError, error_type_for
 from gateway.translate import DEFAULT_DIALECT
-
-INSTALL_HINT = "pip install 'gym-gateway[litellm]'"
 
 
 def import_litellm(route_name: str) -> Any:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import math
-import re
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -19,59 +18,14 @@ from typing import Any
 import orjson
 
 from backends.base import ChatStream, Driver
+from backends.mock_text import WORD, check_answer_cost, choice_count, split_tokens
 from gateway.config import RouteConfig
 from gateway.context import RequestContext
 from gateway.errors import GatewayError, InvalidRequest
 from gateway.fidelity import ParamTable, apply_table, table_from_config
 
-_WORD = re.compile(r"\s*\S+")
-MAX_N = 128  # choices per request, as OpenAI allows: the mock builds each one in memory
 _MAX_ITEMS = 64  # longest array example_from_schema builds
 _INT64 = 2**63
-
-
-def choice_count(body: dict[str, Any]) -> int:
-    """`n`, checked: the mock answers 400 rather than build a huge answer."""
-    n = body.get("n")
-    if n is None:
-        return 1
-    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_N:
-        raise InvalidRequest(f"'n' must be an integer from 1 to {MAX_N} on the mock", param="n")
-    return n
-
-
-# What an answer costs beyond its text, per token: the token's own string object while the
-# mock builds the answer (once), and per choice a streamed chunk's JSON and SSE framing or a
-# logprobs entry (a dict, a list of byte values: ~400 bytes of memory); with logprobs the
-# token's text is written twice more and its bytes as numbers (up to 4 characters each).
-_TOKEN_OBJECT_BYTES = 58
-_STREAM_CHUNK_BYTES = 160
-_LOGPROB_ENTRY_BYTES = 400
-_LOGPROB_TEXT_FACTOR = 6
-
-
-def check_answer_cost(
-    driver: MockDriver, body: dict[str, Any], choices: int, text_bytes: int, tokens: int
-) -> None:
-    """400 before building an answer that would cost more than the route's
-    `mock.max_answer_bytes`, in bytes sent or memory used to build it: one request must not
-    be able to make the mock produce gigabytes (issue 18)."""
-    per_choice_token = 0
-    if body.get("stream"):
-        per_choice_token += _STREAM_CHUNK_BYTES + len(str(body.get("model") or ""))
-    logprobs = body.get("logprobs") not in (None, False)
-    if logprobs:
-        per_choice_token += _LOGPROB_ENTRY_BYTES
-    text = text_bytes * (_LOGPROB_TEXT_FACTOR if logprobs else 1)
-    size = tokens * _TOKEN_OBJECT_BYTES + choices * (text + tokens * per_choice_token)
-    limit = driver.route.mock.max_answer_bytes
-    if size > limit:
-        raise GatewayError(
-            400, f"mock route '{driver.route.name}': this answer would cost about {size} bytes "
-            f"({choices} choice(s) of {tokens} tokens, {text_bytes} bytes of text); the route's "
-            f"mock.max_answer_bytes is {limit}: lower n or max_tokens, or send a shorter prompt",
-            param="n" if choices > 1 else "max_tokens", code="answer_too_large",
-        )  # fmt: skip
 
 
 # The mock makes each streamed chunk without waiting for anything: every so many it lets
@@ -99,18 +53,6 @@ def text_of(content: Any) -> str:
             if isinstance(p, dict) and isinstance(p.get("text"), str)
         )
     return ""
-
-
-def split_tokens(text: str) -> list[str]:
-    """Word tokens whose concatenation is exactly `text`."""
-    pieces = _WORD.findall(text)
-    rest = text[sum(map(len, pieces)) :]
-    if rest:
-        if pieces:
-            pieces[-1] += rest
-        else:
-            pieces.append(rest)
-    return pieces
 
 
 def example_from_schema(schema: Any) -> Any:
@@ -197,7 +139,7 @@ class MockDriver(Driver):
     def _plan(self, body: dict[str, Any]) -> dict[str, Any]:
         """Everything the answer holds, shared by the JSON and the streamed form."""
         messages = body.get("messages") or []
-        prompt_tokens = sum(len(_WORD.findall(text_of(m.get("content")))) for m in messages)
+        prompt_tokens = sum(len(WORD.findall(text_of(m.get("content")))) for m in messages)
         digest = hashlib.sha256(orjson.dumps(messages, option=orjson.OPT_SORT_KEYS)).hexdigest()
         limit = body.get("max_completion_tokens") or body.get("max_tokens")
         tool = _forced_tool(body)
@@ -214,7 +156,7 @@ class MockDriver(Driver):
                 "tool_call": call,
                 "finish": "tool_calls",
                 "prompt_tokens": prompt_tokens,
-                "completion_tokens": len(_WORD.findall(arguments)),
+                "completion_tokens": len(WORD.findall(arguments)),
             }
         reply = self.route.mock.reply
         if reply is None:
@@ -223,13 +165,13 @@ class MockDriver(Driver):
         # a stream sends one choice (index 0); the JSON answer holds n copies
         choices = 1 if body.get("stream") else choice_count(body)
         if not isinstance(limit, int):  # the whole reply: refuse before splitting it
-            check_answer_cost(self, body, choices, len(reply.encode()), 0)
+            check_answer_cost(self.route, body, choices, len(reply.encode()), 0)
         pieces = split_tokens(reply)
         finish = "stop"
         if isinstance(limit, int) and len(pieces) > limit:
             pieces, finish = pieces[:limit], "length"
             reply = "".join(pieces)
-        check_answer_cost(self, body, choices, len(reply.encode()), len(pieces))
+        check_answer_cost(self.route, body, choices, len(reply.encode()), len(pieces))
         return {
             "digest": digest,
             "pieces": pieces,
@@ -289,7 +231,7 @@ class MockDriver(Driver):
 
         ctx.upstream = "mock"
         body = self.prepare_chat(body)
-        plan = mock_completions.plan(self, body)
+        plan = mock_completions.plan(self.route, body)
         await self._delay()
         return mock_completions.answer(body, plan)
 
@@ -300,7 +242,8 @@ class MockDriver(Driver):
 
         ctx.upstream = "mock"
         body = self.prepare_chat(body)
-        return mock_completions.CompletionStream(self, body, mock_completions.plan(self, body))
+        plan = mock_completions.plan(self.route, body)
+        return mock_completions.CompletionStream(self.route, self._delay, body, plan)
 
 
 class MockStream(ChatStream):

@@ -7,15 +7,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import orjson
 
 from backends.base import ChatStream
-
-if TYPE_CHECKING:
-    from backends.mock import MockDriver
+from backends.mock_text import check_answer_cost, choice_count, split_tokens
+from gateway.config import RouteConfig
 
 YIELD_EVERY = 16  # as backends/mock.py: let the event loop run during a long stream
 
@@ -30,11 +29,9 @@ def _prompts(prompt: Any) -> list[str]:
     return [""]  # one token-id prompt
 
 
-def plan(driver: MockDriver, body: dict[str, Any]) -> dict[str, Any]:
-    from backends.mock import check_answer_cost, choice_count, split_tokens
-
+def plan(route: RouteConfig, body: dict[str, Any]) -> dict[str, Any]:
     limit = body.get("max_tokens")
-    reply = driver.route.mock.reply
+    reply = route.mock.reply
     choices = []
     prompt_tokens = 0
     for prompt in _prompts(body.get("prompt")):
@@ -46,7 +43,7 @@ def plan(driver: MockDriver, body: dict[str, Any]) -> dict[str, Any]:
         for _ in range(choice_count(body)):
             choices.append((pieces, finish))
     text_bytes = sum(len("".join(p).encode()) for p, _ in choices)
-    check_answer_cost(driver, body, 1, text_bytes, sum(len(p) for p, _ in choices))
+    check_answer_cost(route, body, 1, text_bytes, sum(len(p) for p, _ in choices))
     digest = hashlib.sha256(orjson.dumps(body.get("prompt"))).hexdigest()[:24]
     completion = sum(len(p) for p, _ in choices)
     usage = {
@@ -91,8 +88,14 @@ def answer(body: dict[str, Any], p: dict[str, Any]) -> dict[str, Any]:
 
 
 class CompletionStream(ChatStream):
-    def __init__(self, driver: MockDriver, body: dict[str, Any], p: dict[str, Any]) -> None:
-        self.driver, self.body, self.plan = driver, body, p
+    def __init__(
+        self,
+        route: RouteConfig,
+        delay: Callable[[], Awaitable[None]],
+        body: dict[str, Any],
+        p: dict[str, Any],
+    ) -> None:
+        self.route, self.delay, self.body, self.plan = route, delay, body, p
         self.created = int(time.time())
 
     def _chunk(self, index: int, text: str, finish: str | None) -> bytes:
@@ -109,8 +112,8 @@ class CompletionStream(ChatStream):
         )
 
     async def _events(self) -> AsyncIterator[list[bytes]]:
-        pause = self.driver.route.mock.stream_delay_ms / 1000
-        await self.driver._delay()
+        pause = self.route.mock.stream_delay_ms / 1000
+        await self.delay()  # the route's mock.latency_ms (MockDriver._delay)
         for index, (pieces, finish) in enumerate(self.plan["choices"]):
             for count, piece in enumerate(pieces, 1):
                 if pause:

@@ -7,6 +7,7 @@ import os
 import sys
 from typing import Any
 
+import backends  # noqa: F401  (its drivers add their route checks to config validation)
 from gateway import __version__
 from gateway.config import CONFIG_ENV, ConfigError, GatewayConfig, load_config
 from gateway.observe import configure_logging

@@ -7,8 +7,10 @@ Load order (later wins): the YAML file, then `GYM_GATEWAY_*` environment variabl
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 import re
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -173,6 +175,15 @@ class TrainingConfig(_Strict):
         return self
 
 
+LITELLM_INSTALL_HINT = "pip install 'gym-gateway[litellm]'"
+
+# Checks of a route against its backend family's driver (`defaults` and `overrides` its
+# parameter table refuses). The drivers sit above this module, so they add the check here when
+# `backends` is imported (backends/__init__.py) and config never imports them: every program
+# that checks or serves a config imports the drivers first (gateway/cli.py, gateway/app.py).
+ROUTE_CHECKS: list[Callable[[RouteConfig], None]] = []
+
+
 class RouteConfig(PoolPolicy):
     name: str = Field(min_length=1, description="the model name clients send")
     backend: Backend
@@ -247,11 +258,12 @@ class RouteConfig(PoolPolicy):
                 f"native_responses: backend '{self.backend}' has no /v1/responses endpoint; "
                 "remove the key (the gateway translates to Chat Completions)"
             )
-        # the family's parameter table (and the litellm extra): after the checks that need
-        # no import, so a config error names the field before a missing extra
-        from backends import check_route
-
-        check_route(self)
+        # the litellm extra, then the family's parameter table: after the checks above, so a
+        # config error names the field before a missing extra
+        if self.backend == "litellm" and importlib.util.find_spec("litellm") is None:
+            raise ValueError(f"backend 'litellm' needs the optional extra: {LITELLM_INSTALL_HINT}")
+        for check in ROUTE_CHECKS:
+            check(self)
         self._check_token_fields()
         return self
 
