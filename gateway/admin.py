@@ -22,7 +22,7 @@ from gateway.errors import InvalidRequest
 from gateway.request_io import json_response, read_json_body
 
 if TYPE_CHECKING:
-    from gateway.app import Gateway
+    from gateway.state import GatewayState as Gateway
 
 log = logging.getLogger("gateway.admin")
 PAUSE_MODES = ("wait", "keep", "abort")

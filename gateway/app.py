@@ -38,11 +38,12 @@ from gateway.readiness import Readiness
 from gateway.redact import remember_config
 from gateway.reload import InFlightMiddleware, Reloader, admin_reload, close_parts
 from gateway.request_io import error_response, json_response
+from gateway.state import GatewayState
 
 log = logging.getLogger("gateway")
 
 
-class Gateway:
+class Gateway(GatewayState):
     """Everything a request needs, built once from a validated config."""
 
     def __init__(self, config: GatewayConfig) -> None:

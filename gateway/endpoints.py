@@ -25,7 +25,7 @@ from gateway.validation import check_chat_body
 
 if TYPE_CHECKING:
     from backends.base import Driver
-    from gateway.app import Gateway
+    from gateway.state import GatewayState as Gateway
 
 
 def _gateway(request: Request) -> Gateway:

@@ -25,7 +25,7 @@ from gateway.errors import GatewayError
 from gateway.redact import RedactingFilter
 
 if TYPE_CHECKING:
-    from gateway.app import Gateway
+    from gateway.state import GatewayState as Gateway
 
 REQUEST_ID_HEADER = b"x-request-id"
 SESSION_ID_HEADER = b"x-session-id"

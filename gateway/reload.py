@@ -30,7 +30,7 @@ from gateway.errors import GatewayError
 from gateway.request_io import error_response, json_response
 
 if TYPE_CHECKING:
-    from gateway.app import Gateway
+    from gateway.state import GatewayState as Gateway
 
 log = logging.getLogger("gateway.reload")
 # Server settings a running process cannot change (they shape sockets, workers, pools, logs).

@@ -1,0 +1,45 @@
+"""What a request handler sees of the running gateway: the shared state, as a type.
+
+The handler modules (endpoints, engine_endpoints, responses_api, admin, observe, reload) read
+this interface; gateway/app.py builds the one object that implements it (`app.Gateway`) and
+imports the handlers, so the HTTP surface's imports point one way (docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from backends.control import ControlPlane
+    from backends.http import UpstreamHTTP
+    from gateway.auth import Authenticator
+    from gateway.config import GatewayConfig, RouteConfig
+    from gateway.context import RequestContext
+    from gateway.metrics import GatewayMetrics
+    from gateway.readiness import Readiness
+    from gateway.recording import Recording
+    from gateway.routing import Router
+
+
+class GatewayState(Protocol):
+    # built once per process
+    http: UpstreamHTTP  # the shared upstream client
+    control: ControlPlane  # refit control plane (pause/resume, policy version)
+    metrics: GatewayMetrics
+    readiness: Readiness
+    finish_hooks: list[Callable[[RequestContext], None]]  # called with every finished request
+    started: float  # time.time() at start-up
+    engines: Any  # managed local engines (backends/launcher.py), or None
+    # derived from the config; a reload swaps them together (derive, then install)
+    config: GatewayConfig
+    router: Router
+    auth: Authenticator
+    recording: Recording | None
+    request_log: bool
+
+    def derive(self, config: GatewayConfig) -> dict[str, Any]: ...
+
+    def install(self, parts: dict[str, Any]) -> dict[str, Any]: ...
+
+    def model_card(self, route: RouteConfig) -> dict[str, Any]: ...
