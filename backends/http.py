@@ -73,6 +73,41 @@ def client_errors() -> tuple[type[BaseException], ...]:
     return (aiohttp.ClientError, H1Error, OSError) if aiohttp else (H1Error, OSError)
 
 
+# A transport failure -> what the client is told, for both clients (h1 and aiohttp), in one
+# place (as httpx's transports map their exceptions once). By when it happened: what a
+# timeout means (504 upstream_timeout) and what any other failure means (502 upstream_error);
+# a connection that could not be made is 502 upstream_unreachable with the OS's reason.
+TRANSPORT_FAILURES = {
+    "send": ("sent no answer in time", "failed before answering"),
+    "read": ("stopped answering", "broke off its answer"),
+    "stream": ("stalled mid-stream (idle timeout)", "broke off the stream"),
+}
+
+
+def transport_error(exc: BaseException, where: str, phase: str) -> GatewayError:
+    """The client's error for a transport failure of an upstream call (see the table)."""
+    timed_out, failed = TRANSPORT_FAILURES[phase]
+    if isinstance(exc, TimeoutError):
+        return GatewayError(504, f"{where} {timed_out}", code="upstream_timeout")
+    refused = _connect_error(exc)
+    if refused is not None:
+        reason = refused.strerror or type(refused).__name__
+        return GatewayError(502, f"{where} is unreachable ({reason})", code="upstream_unreachable")
+    return GatewayError(502, f"{where} {failed} ({type(exc).__name__})", code="upstream_error")
+
+
+def _connect_error(exc: BaseException) -> OSError | None:
+    """The OS error of a connection that could not be made (h1's Unreachable, aiohttp's
+    ClientConnectorError), else None."""
+    if isinstance(exc, Unreachable):
+        return exc.os_error
+    aiohttp = sys.modules.get("aiohttp")
+    if aiohttp is not None and isinstance(exc, aiohttp.ClientConnectorError):
+        os_error: OSError = exc.os_error
+        return os_error
+    return None
+
+
 def pass_on_headers(headers: Mapping[str, str], ctx: RequestContext) -> None:
     for name, value in headers.items():
         lower = name.lower()
@@ -217,23 +252,8 @@ class UpstreamHTTP:
                 head += b"x-request-id: " + ctx.request_id.encode() + b"\r\n"
             try:
                 return await self.h1.post(target, path, head, body, upstream.timeouts)
-            except TimeoutError:
-                where = upstream.describe(replica)
-                raise GatewayError(
-                    504, f"{where} sent no answer in time", code="upstream_timeout"
-                ) from None
-            except Unreachable as exc:
-                where = upstream.describe(replica)
-                reason = exc.os_error.strerror or type(exc.os_error).__name__
-                raise GatewayError(
-                    502, f"{where} is unreachable ({reason})", code="upstream_unreachable"
-                ) from None
-            except (H1Error, OSError) as exc:
-                where = upstream.describe(replica)
-                raise GatewayError(
-                    502, f"{where} failed before answering ({type(exc).__name__})",
-                    code="upstream_error",
-                ) from None  # fmt: skip
+            except (TimeoutError, H1Error, OSError) as exc:
+                raise transport_error(exc, upstream.describe(replica), "send") from None
         import aiohttp
 
         headers = upstream.headers
@@ -250,20 +270,8 @@ class UpstreamHTTP:
                 return await send
             async with asyncio.timeout(upstream.first_byte):
                 return await send
-        except TimeoutError:  # aiohttp's ServerTimeoutError is one too
-            raise GatewayError(
-                504, f"{where} sent no answer in time", code="upstream_timeout"
-            ) from None
-        except aiohttp.ClientConnectorError as exc:
-            reason = exc.os_error.strerror or type(exc.os_error).__name__
-            raise GatewayError(
-                502, f"{where} is unreachable ({reason})", code="upstream_unreachable"
-            ) from None
-        except aiohttp.ClientError as exc:
-            raise GatewayError(
-                502, f"{where} failed before answering ({type(exc).__name__})",
-                code="upstream_error",
-            ) from None  # fmt: skip
+        except (TimeoutError, aiohttp.ClientError) as exc:  # ServerTimeoutError is a timeout
+            raise transport_error(exc, where, "send") from None
 
     # -- attempts with retries, replica choice and health ------------------------------------
     async def _send(
@@ -383,12 +391,8 @@ class UpstreamHTTP:
             if self.control.aborting and task.uncancel() == 0:
                 raise _aborted() from None
             raise
-        except TimeoutError:
-            raise GatewayError(504, f"{where} stopped answering", code="upstream_timeout") from None
-        except client_errors() as exc:
-            raise GatewayError(
-                502, f"{where} broke off its answer ({type(exc).__name__})", code="upstream_error"
-            ) from None
+        except (TimeoutError, *client_errors()) as exc:
+            raise transport_error(exc, where, "read") from None
         finally:
             response.release()
 
@@ -637,18 +641,10 @@ class UpstreamSSE(ChatStream):
             # EOF without [DONE]: the HTTP body ended cleanly (transformers serve never sends
             # [DONE]); the caller judges from the chunks whether the answer was complete.
             self._finished = True
-        except TimeoutError:
-            raise StreamBroken(
-                504, f"{describe} stalled mid-stream (idle timeout)", code="upstream_timeout"
-            ) from None
-        except client_errors() as exc:
-            if self._aborted:
-                error = _aborted()
-                raise StreamBroken(error.status, error.message, code=error.code) from None
-            raise StreamBroken(
-                502, f"{describe} broke off the stream ({type(exc).__name__})",
-                code="upstream_error",
-            ) from None  # fmt: skip
+        except (TimeoutError, *client_errors()) as exc:
+            aborted = self._aborted and not isinstance(exc, TimeoutError)
+            error = _aborted() if aborted else transport_error(exc, describe, "stream")
+            raise StreamBroken(error.status, error.message, code=error.code) from None
         finally:
             await self.aclose()
 
