@@ -34,7 +34,7 @@ class ControlPlane:
         self._idle = asyncio.Event()
         self._idle.set()
         # abort callbacks of upstream work in progress
-        self._abortable: set[Callable[[], None]] = set()
+        self._abortable: set[Callable[[], object]] = set()
         self.aborting = False
 
     # -- admission -------------------------------------------------------------------------
@@ -60,7 +60,7 @@ class ControlPlane:
 
     # -- aborting ----------------------------------------------------------------------------
     @contextlib.contextmanager
-    def abortable(self, abort: Callable[[], None]):  # type: ignore[no-untyped-def]
+    def abortable(self, abort: Callable[[], object]):  # type: ignore[no-untyped-def]
         self._abortable.add(abort)
         try:
             yield

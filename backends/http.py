@@ -15,7 +15,7 @@ import logging
 import sys
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
@@ -53,6 +53,31 @@ class AnswerLimits:
 
 
 DEFAULT_LIMITS = AnswerLimits()
+
+
+class UpstreamBody(Protocol):
+    async def readany(self) -> bytes: ...
+
+
+class UpstreamResponse(Protocol):
+    """An upstream answer as both clients give it: backends/h1.py's H1Response (plain http)
+    and aiohttp's ClientResponse (https). Past this seam the code does not care which."""
+
+    @property
+    def status(self) -> int: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    @property
+    def content_type(self) -> str: ...
+
+    @property
+    def content(self) -> UpstreamBody: ...  # the body as it arrives: `await .readany()`
+
+    def release(self) -> Any: ...  # done with it: the connection goes back to the pool
+
+    def close(self) -> None: ...  # the rest is never read: the connection is closed
 
 
 class StreamBroken(GatewayError):
@@ -244,7 +269,7 @@ class UpstreamHTTP:
     # -- one attempt -----------------------------------------------------------------------
     async def _post(
         self, upstream: Upstream, replica: Replica, path: str, body: bytes, ctx: RequestContext
-    ) -> Any:
+    ) -> UpstreamResponse:
         target = self._h1_target(replica.base_url)
         if target is not None:
             head = upstream.head
@@ -276,7 +301,7 @@ class UpstreamHTTP:
     # -- attempts with retries, replica choice and health ------------------------------------
     async def _send(
         self, upstream: Upstream, path: str, body: dict[str, Any], ctx: RequestContext
-    ) -> tuple[Any, Replica]:
+    ) -> tuple[UpstreamResponse, Replica]:
         """Send to a replica, retrying (with backoff, on another replica when there is one)
         while nothing has reached the client. Returns the response and the replica, whose
         in_flight count the caller must release."""
@@ -308,11 +333,13 @@ class UpstreamHTTP:
                     pool.record_failure(replica, f"HTTP {status}")
                 if status not in policy.on_status or attempt >= policy.attempts:
                     return response, replica
-                delay = retry_after_seconds(response.headers)
-                if delay is None:
+                asked = retry_after_seconds(response.headers)
+                if asked is None:
                     delay = backoff_delay(policy, attempt)
-                elif delay > policy.max_retry_after_s:
+                elif asked > policy.max_retry_after_s:
                     return response, replica  # too long to hold the client: pass it on
+                else:
+                    delay = asked
                 response.release()
                 replica.in_flight -= 1
                 reason = f"HTTP {status}"
@@ -327,7 +354,7 @@ class UpstreamHTTP:
 
     async def _abortable_post(
         self, upstream: Upstream, replica: Replica, path: str, raw: bytes, ctx: RequestContext
-    ) -> Any:
+    ) -> UpstreamResponse:
         task = asyncio.current_task()
         assert task is not None
         try:
@@ -371,7 +398,9 @@ class UpstreamHTTP:
             )
         return answer
 
-    async def _read(self, response: Any, upstream: Upstream, replica: Replica) -> bytes:
+    async def _read(
+        self, response: UpstreamResponse, upstream: Upstream, replica: Replica
+    ) -> bytes:
         task = asyncio.current_task()
         assert task is not None
         where = upstream.describe(replica)
@@ -391,7 +420,7 @@ class UpstreamHTTP:
             if self.control.aborting and task.uncancel() == 0:
                 raise _aborted() from None
             raise
-        except (TimeoutError, *client_errors()) as exc:
+        except client_errors() as exc:  # TimeoutError included: it is an OSError
             raise transport_error(exc, where, "read") from None
         finally:
             response.release()
@@ -537,7 +566,7 @@ class UpstreamSSE(ChatStream):
 
     def __init__(
         self,
-        response: Any,  # aiohttp.ClientResponse or backends.h1.H1Response
+        response: UpstreamResponse,
         upstream: Upstream,
         replica: Replica,
         control: ControlPlane,
@@ -641,7 +670,7 @@ class UpstreamSSE(ChatStream):
             # EOF without [DONE]: the HTTP body ended cleanly (transformers serve never sends
             # [DONE]); the caller judges from the chunks whether the answer was complete.
             self._finished = True
-        except (TimeoutError, *client_errors()) as exc:
+        except client_errors() as exc:  # TimeoutError included: it is an OSError
             aborted = self._aborted and not isinstance(exc, TimeoutError)
             error = _aborted() if aborted else transport_error(exc, describe, "stream")
             raise StreamBroken(error.status, error.message, code=error.code) from None

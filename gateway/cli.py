@@ -49,7 +49,7 @@ def serve(
 
     server = config.server
     configure_logging(server)
-    common = dict(
+    common: dict[str, Any] = dict(
         host=server.host,
         port=server.port,
         # uvicorn's default 2,048 overflows when thousands of rollout workers connect at once

@@ -7,8 +7,9 @@ imports the handlers, so the HTTP surface's imports point one way (docs/architec
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from backends.control import ControlPlane
@@ -22,7 +23,9 @@ if TYPE_CHECKING:
     from gateway.routing import Router
 
 
-class GatewayState(Protocol):
+class GatewayState(ABC):
+    """The attributes and methods handlers may use (declared here, set by app.Gateway)."""
+
     # built once per process
     http: UpstreamHTTP  # the shared upstream client
     control: ControlPlane  # refit control plane (pause/resume, policy version)
@@ -38,8 +41,14 @@ class GatewayState(Protocol):
     recording: Recording | None
     request_log: bool
 
-    def derive(self, config: GatewayConfig) -> dict[str, Any]: ...
+    @abstractmethod
+    def derive(self, config: GatewayConfig) -> dict[str, Any]:
+        """Everything built from a config (raises ConfigError); nothing is swapped yet."""
 
-    def install(self, parts: dict[str, Any]) -> dict[str, Any]: ...
+    @abstractmethod
+    def install(self, parts: dict[str, Any]) -> dict[str, Any]:
+        """Swap derived parts in at once; returns the old ones."""
 
-    def model_card(self, route: RouteConfig) -> dict[str, Any]: ...
+    @abstractmethod
+    def model_card(self, route: RouteConfig) -> dict[str, Any]:
+        """The public /v1/models entry of a route."""
