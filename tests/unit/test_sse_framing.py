@@ -113,6 +113,7 @@ def test_events_do_not_depend_on_read_splits(
     crlfs = [i + 1 for i in range(len(stream) - 1) if stream[i : i + 2] == b"\r\n"]
     if crlfs:
         cuts.append(data.draw(st.sampled_from(crlfs)))
+
     # the spec drops one space after the colon: a line " x" written unspaced reads "x"
     def read_back(line: bytes) -> bytes:
         return line[1:] if not spaced and line.startswith(b" ") else line
