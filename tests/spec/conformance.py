@@ -1,0 +1,124 @@
+"""Validate Response objects and streaming events against the Open Responses document
+(spec 2026-04-24, structural copy in this folder) and the openai SDK's typed models."""
+
+from __future__ import annotations
+
+import copy
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+from openai.types.responses import Response, ResponseStreamEvent
+from pydantic import TypeAdapter, ValidationError
+
+SPEC_FILE = Path(__file__).with_name("open_responses_2026_04_24.json")
+
+# Where the published document cannot be right, with the correction applied before validating.
+SPEC_CORRECTIONS = {
+    # `schema` is typed `{"type": "null"}`, so no Response echoing a real json_schema text
+    # format could validate (the TypeSpec source types it as an open JSON object).
+    ("JsonSchemaResponseFormat", "schema"): {"type": "object"},
+}
+
+# Event types the spec defines and the openai SDK (3.x) does not know: OpenAI names raw
+# reasoning events `response.reasoning_text.delta/.done`; Open Responses names them
+# `response.reasoning.delta/.done`. The gateway follows the spec (docs/responses.md); the SDK
+# builds them loosely and its stream helper does not read them.
+SDK_UNKNOWN_EVENTS = frozenset({"response.reasoning.delta", "response.reasoning.done"})
+
+
+@cache
+def _document() -> dict[str, Any]:
+    doc = json.loads(SPEC_FILE.read_text())
+    schemas = copy.deepcopy(doc["components"]["schemas"])
+    for (name, prop), schema in SPEC_CORRECTIONS.items():
+        schemas[name]["properties"][prop] = schema
+    return {"components": {"schemas": schemas}}
+
+
+@cache
+def _validator(schema_name: str) -> jsonschema.Draft202012Validator:
+    root = {**_document(), "$ref": f"#/components/schemas/{schema_name}"}
+    return jsonschema.Draft202012Validator(root)
+
+
+@cache
+def event_schemas() -> dict[str, str]:
+    """Streaming event `type` -> the spec schema that defines it."""
+    out = {}
+    for name, schema in _document()["components"]["schemas"].items():
+        if name.endswith("StreamingEvent"):
+            out[schema["properties"]["type"]["enum"][0]] = name
+    return out
+
+
+def spec_errors(schema_name: str, obj: Any) -> list[str]:
+    errors = _validator(schema_name).iter_errors(obj)
+    return [f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message[:300]}" for e in errors]
+
+
+@cache
+def _adapter(kind: type) -> TypeAdapter:
+    return TypeAdapter(kind)
+
+
+def sdk_errors(kind: type, obj: Any) -> list[str]:
+    try:
+        _adapter(kind).validate_python(obj)
+    except ValidationError as exc:
+        return [f"{'/'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:20]]
+    return []
+
+
+def check_response(obj: Any) -> None:
+    """Raise AssertionError unless `obj` is a valid Response object for both references."""
+    problems = [f"spec: {e}" for e in spec_errors("ResponseResource", obj)]
+    problems += [f"openai SDK: {e}" for e in sdk_errors(Response, obj)]
+    assert not problems, "Response object invalid:\n" + "\n".join(problems)
+
+
+def check_event(event: Any) -> None:
+    """Raise AssertionError unless `event` is a valid streaming event for both references."""
+    kind = event.get("type") if isinstance(event, dict) else None
+    schema = event_schemas().get(kind)
+    if schema is None:
+        raise AssertionError(f"event type {kind!r} is not in the Open Responses spec: {event}")
+    problems = [f"spec {schema}: {e}" for e in spec_errors(schema, event)]
+    if kind not in SDK_UNKNOWN_EVENTS:
+        problems += [f"openai SDK: {e}" for e in sdk_errors(ResponseStreamEvent, event)]
+    assert not problems, f"{kind} event invalid:\n" + "\n".join(problems) + f"\n{event}"
+
+
+def check_events(events: list[Any]) -> None:
+    """Every event valid, `sequence_number` counting 0, 1, 2, …, one terminal event last."""
+    for event in events:
+        check_event(event)
+    numbers = [e["sequence_number"] for e in events]
+    assert numbers == list(range(len(events))), numbers
+    terminal = {"response.completed", "response.incomplete", "response.failed"}
+    assert events and events[-1]["type"] in terminal, [e["type"] for e in events]
+    assert sum(e["type"] in terminal for e in events) == 1
+
+
+def parse_sse(body: bytes | str) -> list[dict[str, Any]]:
+    """The JSON events of a Responses SSE body (checks `event:` names the payload's type)."""
+    text = body.decode() if isinstance(body, bytes) else body
+    events = []
+    for block in text.split("\n\n"):
+        if not block.strip():
+            continue
+        name, data = None, []
+        for line in block.split("\n"):
+            if line.startswith("event:"):
+                name = line[6:].strip()
+            elif line.startswith("data:"):
+                data.append(line[5:].lstrip())
+        payload = "\n".join(data)
+        if payload == "[DONE]":
+            continue
+        event = json.loads(payload)
+        assert name is None or name == event.get("type"), (name, event)
+        events.append(event)
+    return events
