@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import typing
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -64,7 +65,19 @@ def _adapter(kind: type) -> TypeAdapter:
     return TypeAdapter(kind)
 
 
-def sdk_errors(kind: type, obj: Any) -> list[str]:
+@cache
+def sdk_event_classes() -> dict[str, type]:
+    """Event `type` -> the SDK model for it (the union's discriminator is SDK metadata that
+    pydantic does not read, so each event is validated against its own model)."""
+    union = typing.get_args(ResponseStreamEvent)[0]  # Annotated[Union[...], PropertyInfo]
+    out = {}
+    for cls in typing.get_args(union):
+        for literal in typing.get_args(cls.model_fields["type"].annotation):
+            out[literal] = cls
+    return out
+
+
+def sdk_errors(kind: Any, obj: Any) -> list[str]:
     try:
         _adapter(kind).validate_python(obj)
     except ValidationError as exc:
@@ -87,7 +100,13 @@ def check_event(event: Any) -> None:
         raise AssertionError(f"event type {kind!r} is not in the Open Responses spec: {event}")
     problems = [f"spec {schema}: {e}" for e in spec_errors(schema, event)]
     if kind not in SDK_UNKNOWN_EVENTS:
-        problems += [f"openai SDK: {e}" for e in sdk_errors(ResponseStreamEvent, event)]
+        sdk_class = sdk_event_classes().get(kind)
+        if sdk_class is None:
+            problems.append(f"openai SDK: no model for event type {kind!r}")
+        else:
+            problems += [
+                f"openai SDK {sdk_class.__name__}: {e}" for e in sdk_errors(sdk_class, event)
+            ]
     assert not problems, f"{kind} event invalid:\n" + "\n".join(problems) + f"\n{event}"
 
 
