@@ -8,7 +8,7 @@ import json
 import pytest
 
 from gateway.translate import ResponsesStreamTranslator, chat_to_response
-from tests.spec.conformance import check_events, check_response
+from tests.spec.conformance import check_events
 
 REQUEST = {
     "model": "route",
@@ -613,9 +613,7 @@ def test_request_echo_and_ids():
         r = e["response"]
         assert (r["id"], r["created_at"], r["model"]) == ("resp_1", 5, "route")
         assert (r["instructions"], r["temperature"], r["tool_choice"]) == ("I", 0.3, "required")
-        assert r["tools"] == [
-            {**t, "description": None, "strict": None} for t in REQUEST["tools"]
-        ]
+        assert r["tools"] == [{**t, "description": None, "strict": None} for t in REQUEST["tools"]]
     item_ids = {e["item_id"] for e in events if "item_id" in e}
     assert len(item_ids) == 1 and item_ids.pop().startswith("msg_")
 
