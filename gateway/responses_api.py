@@ -97,9 +97,10 @@ class NativeStreamState:
     """What a native Responses stream relay must know to end it the spec's way: the last
     sequence number, the latest Response snapshot, and whether a terminal event passed."""
 
-    __slots__ = ("effective", "request", "response", "seq", "terminal")
+    __slots__ = ("effective", "model", "request", "response", "seq", "terminal")
 
-    def __init__(self, request: dict[str, Any], effective: dict[str, Any]) -> None:
+    def __init__(self, request: dict[str, Any], effective: dict[str, Any], model: str) -> None:
+        self.model = model  # the route name clients see
         self.request = request
         self.effective = effective
         self.response: dict[str, Any] | None = None
@@ -146,6 +147,7 @@ class NativeStreamState:
         if self.response is not None and not self.terminal:
             self.seq += 1
             failed = {**self.response, "status": "failed", "completed_at": None}
+            failed["model"] = self.model
             failed["error"] = response_error(code, message)
             event = {"type": "response.failed", "sequence_number": self.seq, "response": failed}
             out += frame_named("response.failed", event)
@@ -225,7 +227,7 @@ async def _native(
     if body.get("stream"):
         stream = await until_disconnect(request, driver.open_responses_stream(body, ctx))
         rewrite = ModelRewriter(driver.route.target_model, model)
-        state = NativeStreamState(body, effective)
+        state = NativeStreamState(body, effective, model)
         # SSEResponse, not StreamingResponse: no anyio task group per stream (relay.py)
         frames = _recorded(ctx, relay_native_stream(stream, rewrite, ctx, state))
         return SSEResponse(frames, {**SSE_HEADERS, **ctx.response_headers})

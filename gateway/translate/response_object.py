@@ -195,6 +195,15 @@ def fill_response(
         if key not in response or (response[key] is None and value is not None):
             response[key] = value
     response["tools"] = echo_tools(response.get("tools"))
+    usage = response.get("usage")
+    if isinstance(usage, dict):  # the details both references require, as convert_usage does
+        inp = usage.setdefault("input_tokens_details", {})
+        out = usage.setdefault("output_tokens_details", {})
+        if isinstance(inp, dict):
+            inp.setdefault("cached_tokens", 0)
+            inp.setdefault("cache_write_tokens", 0)
+        if isinstance(out, dict):
+            out.setdefault("reasoning_tokens", 0)
     return response
 
 

@@ -11,6 +11,7 @@ import openai
 import pytest
 
 from tests.gateway_process import GatewayProcess
+from tests.spec.conformance import CheckingTransport
 from tests.upstream import ScriptedUpstream
 
 # Gym validates every Response against openai's type with these fields required.
@@ -35,6 +36,22 @@ WEATHER = {
     },
     "strict": True,
 }
+
+
+@pytest.fixture
+def openai_client(gateway: GatewayProcess):
+    """The openai SDK, with every Response object and event it receives validated against
+    the Open Responses spec and the SDK's own types (tests/spec/conformance.py)."""
+    transport = CheckingTransport()
+    client = openai.OpenAI(
+        base_url=gateway.url + "/v1",
+        api_key="unused",
+        max_retries=0,
+        http_client=httpx.Client(transport=transport),
+    )
+    yield client
+    client.close()
+    assert not transport.problems, "\n\n".join(transport.problems)
 
 
 def comparable(response: dict[str, Any]) -> dict[str, Any]:

@@ -141,3 +141,39 @@ def parse_sse(body: bytes | str) -> list[dict[str, Any]]:
         assert name is None or name == event.get("type"), (name, event)
         events.append(event)
     return events
+
+
+class CheckingTransport:
+    """An httpx transport that validates every `/responses` answer passing through it: a JSON
+    200 as a Response object, an SSE 200 event by event (`check_events`). Failures are
+    collected in `problems` (a test asserts it is empty), so a streaming client is not
+    interrupted mid-stream."""
+
+    def __init__(self) -> None:
+        import httpx
+
+        self._inner = httpx.HTTPTransport()
+        self.problems: list[str] = []
+        self.checked = 0
+
+    def handle_request(self, request: Any) -> Any:
+        import httpx
+
+        response = self._inner.handle_request(request)
+        if not request.url.path.endswith("/responses") or response.status_code != 200:
+            return response
+        body = response.read()
+        self.checked += 1
+        try:
+            if response.headers.get("content-type", "").startswith("text/event-stream"):
+                check_events(parse_sse(body))
+            else:
+                check_response(json.loads(body))
+        except AssertionError as exc:
+            self.problems.append(f"{request.url}: {exc}")
+        return httpx.Response(
+            response.status_code, headers=response.headers, content=body, request=request
+        )
+
+    def close(self) -> None:
+        self._inner.close()
