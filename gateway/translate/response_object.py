@@ -29,7 +29,7 @@ RESPONSE_EVENTS = frozenset({*_LIFECYCLE, *TERMINAL_EVENTS})
 
 
 def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    return type(value) is float or type(value) is int  # not bool; runs on every response
 
 
 def effective_params(
@@ -44,8 +44,15 @@ def effective_params(
     override, else the client's value (as clamped by the route), else the route default, else
     `SAMPLING_DEFAULTS`. A parameter the route dropped reports the default. `top_logprobs`
     is the client's value, else 0."""
-    dropped = set(dropped)
     out: dict[str, Any] = {}
+    top = request.get("top_logprobs")
+    if not (defaults or overrides or clamped or dropped):  # the common case, kept cheap
+        for key, fallback in SAMPLING_DEFAULTS.items():
+            value = request.get(key)
+            out[key] = value if _number(value) else fallback
+        out["top_logprobs"] = top if type(top) is int else 0
+        return out
+    dropped = set(dropped)
     for key, fallback in SAMPLING_DEFAULTS.items():
         if overrides and _number(overrides.get(key)):
             value = overrides[key]
@@ -60,8 +67,7 @@ def effective_params(
         else:
             value = fallback
         out[key] = value if _number(value) else fallback
-    top = request.get("top_logprobs")
-    out["top_logprobs"] = top if isinstance(top, int) and not isinstance(top, bool) else 0
+    out["top_logprobs"] = top if type(top) is int else 0
     return out
 
 

@@ -158,9 +158,10 @@ class ResponsesStreamTranslator:
         if self._started:
             return []
         self._started = True
+        snapshot = self._response("in_progress", [])  # one object for both: framed at once
         return [
-            self._ev("response.created", response=self._response("in_progress", [])),
-            self._ev("response.in_progress", response=self._response("in_progress", [])),
+            self._ev("response.created", response=snapshot),
+            self._ev("response.in_progress", response=snapshot),
         ]
 
     def feed(self, chunk: dict) -> list[dict]:
