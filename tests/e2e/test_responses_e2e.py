@@ -218,3 +218,43 @@ def test_broken_upstream_stream_ends_with_error_and_failed(
     assert [e["sequence_number"] for e in events] == list(range(len(events)))
     ok = httpx.post(gateway.url + "/v1/responses", json={"model": "echo", "input": "fine"})
     assert ok.status_code == 200
+
+
+def test_mock_agent_tool_loop(openai_client: openai.OpenAI) -> None:
+    """A Gym-style tool loop on the mock: tool call on auto, then text after the result."""
+    first = openai_client.responses.create(
+        model="echo", input="What is the weather in Paris?", tools=[WEATHER]
+    )
+    call = first.output[-1]
+    assert call.type == "function_call" and call.name == "get_weather"
+    assert json.loads(call.arguments) == {"city": "example"}
+    history = [
+        {"role": "user", "content": "What is the weather in Paris?"},
+        *[item.model_dump(exclude_none=True) for item in first.output],
+        {"type": "function_call_output", "call_id": call.call_id, "output": "sunny"},
+    ]
+    second = openai_client.responses.create(model="echo", input=history, tools=[WEATHER])
+    assert second.output_text == "The tool get_weather returned: sunny"
+    with openai_client.responses.stream(model="echo", input=history, tools=[WEATHER]) as stream:
+        final = stream.get_final_response()
+    assert final.output_text == second.output_text
+
+
+def test_input_file_reaches_the_mock(openai_client: openai.OpenAI) -> None:
+    data = "data:text/plain;base64,aGVsbG8="  # "hello"
+    r = openai_client.responses.create(
+        model="echo",
+        input=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "input_text", "text": "Read this."},
+                    {"type": "input_file", "filename": "a.txt", "file_data": data},
+                ],
+            }
+        ],
+    )
+    assert (
+        r.output_text
+        == "Read this. (I saw a file a.txt, text/plain, 5 bytes, sha256 2cf24dba5fb0.)"
+    )
