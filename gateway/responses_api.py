@@ -78,7 +78,7 @@ async def relay_translated_stream(
             message = (
                 f"route '{route_name}': the upstream stream ended before the answer was complete"
             )
-            yield _frames(translator.fail(message, "upstream_truncated"))
+            yield _frames(translator.fail(message, "upstream_truncated", "upstream_error"))
         else:
             yield _frames(translator.finish())
     except GatewayError as exc:
