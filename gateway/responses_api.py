@@ -115,7 +115,7 @@ class NativeStreamState:
         if name is not None and name not in RESPONSE_EVENTS and name != "error":
             self.seq += 1  # the upstream numbers its events 0, 1, 2, …
             return rewrite(data)
-        if name is None and b'"response":{' not in data and b'"error"' not in data:
+        if name is None and b'"response"' not in data and b'"error"' not in data:
             self.seq += 1
             return rewrite(data)
         try:

@@ -138,3 +138,12 @@ async def test_upstream_flat_error_event_is_nested() -> None:
     assert error["error"]["code"] == "rate_limit_exceeded" and error["message"] == "slow"
     assert isinstance(events[-1]["response"]["completed_at"], int)  # filled: it completed
     check_event(events[-1])
+
+
+async def test_events_without_event_lines_are_handled_alike() -> None:
+    """Some servers send only `data:` lines: the Response events are found by their bytes."""
+    unnamed = [SSEEvent(e.data) for e in opening()]
+    events = await relay(Scripted([unnamed], GatewayError(502, "reset", code="upstream_reset")))
+    check_events(events)
+    assert events[0]["response"]["presence_penalty"] == 0.0  # completed to the spec
+    assert events[-2]["sequence_number"] == 4
