@@ -229,7 +229,10 @@ def test_or_websocket_compact_new_chain(gw: GatewayProcess) -> None:
                                    "content": "Continue from here. Reply with exactly: compacted"}]}  # fmt: skip
     [turn] = run(ws_session(gw, [request]))
     response = check_completed(turn)
-    assert response["output"][0]["content"][0]["text"] == "Continue from here. Reply with exactly: compacted"
+    assert (
+        response["output"][0]["content"][0]["text"]
+        == "Continue from here. Reply with exactly: compacted"
+    )
     # the sealed items reached the engine: the prompt is the whole conversation
     assert response["usage"]["input_tokens"] > 12
 
