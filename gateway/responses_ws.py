@@ -30,12 +30,14 @@ import orjson
 from starlette.requests import Request
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from backends.token_in import uses_token_path
 from gateway.context import RequestContext
 from gateway.errors import GatewayError, InvalidRequest
 from gateway.observe import ObserveMiddleware, new_request_id
 from gateway.relay import SSEResponse
 from gateway.request_io import MAX_DEPTH, _too_deep, error_response
 from gateway.responses_api import serve_response
+from gateway.responses_events import response_events
 from gateway.responses_state import ConnectionCache
 
 if TYPE_CHECKING:
@@ -199,6 +201,15 @@ class Connection:
         body["stream"] = True
         return body
 
+    def _token_turn(self, body: dict[str, Any]) -> bool:
+        """Whether the turn takes the RL token path (then it runs non-streaming)."""
+        driver = self.gateway.router.drivers.get(body.get("model"))  # type: ignore[arg-type]
+        return (
+            driver is not None
+            and not driver.native_responses
+            and uses_token_path(driver.route, body)
+        )
+
     def _context(self) -> RequestContext:
         base = self.base
         ctx = RequestContext(
@@ -232,10 +243,15 @@ class Connection:
             previous = body.get("previous_response_id")
             ctx.policy_version = await gateway.control.admit()
             admitted = True
+            if self._token_turn(body):
+                body["stream"] = False  # the bundle is a non-streaming field (docs/rl.md)
             response = await serve_response(self._request(ctx), body, ctx, self.cache)
             ctx.status = response.status_code
             if isinstance(response, SSEResponse):
                 await self._relay(response, ctx)
+            elif response.status_code == 200:
+                for event in response_events(orjson.loads(response.body)):
+                    await self._send(event)
         except GatewayError as exc:
             ctx.status, ctx.error_code = exc.status, str(exc.code) if exc.code else None
             self.cache.evict(previous if isinstance(previous, str) else None)
