@@ -284,8 +284,10 @@ class RouteConfig(PoolPolicy):
 class ResponsesConfig(_Strict):
     """Stateful Responses (docs/responses.md, "Stored responses, WebSocket mode, compaction")."""
 
-    store: Literal["sqlite", "memory", "off"] = Field(
-        "sqlite", description="where `store: true` responses go; off = every request stateless"
+    store: Literal["auto", "sqlite", "redis", "memory", "off"] = Field(
+        "auto",
+        description="where `store: true` responses go; auto = the cluster's Redis when a "
+        "`cluster:` block is set, else sqlite; off = every request stateless",
     )
     store_path: str | None = Field(None, description="SQLite file; null = STATE_DIR/responses.db")
     max_bytes: int = Field(

@@ -26,6 +26,8 @@ from typing import Any, Protocol
 
 import orjson
 
+from gateway.config import ConfigError
+
 log = logging.getLogger("gateway.responses_store")
 
 
@@ -258,13 +260,102 @@ class MemoryResponseStore:
         self.rows.clear()
 
 
+# Walks a chain server-side: one round trip for any depth. KEYS[1] is the response's key,
+# ARGV[1] the key prefix of its namespace; returns [complete (0|1), data newest first...].
+_CHAIN_SCRIPT = """
+local out = {1}
+local key = KEYS[1]
+for depth = 1, 100000 do
+    local row = redis.call('HMGET', key, 'previous_id', 'data')
+    if not row[2] then
+        if depth == 1 then return {} end
+        out[1] = 0
+        return out
+    end
+    out[#out + 1] = row[2]
+    if not row[1] or row[1] == '' then return out end
+    key = ARGV[1] .. row[1]
+end
+return out
+"""
+
+
+class RedisResponseStore:
+    """The fleet's store (`cluster.redis_url`): every gateway member reads the same chains.
+    One hash per response, `{prefix}responses:{namespace hex}:{id}` with fields
+    `previous_id`, `created_at`, `data`, expiring after `max_age_s`; a chain is read by one
+    Lua script. The total size is Redis's to bound (`maxmemory`, `volatile-ttl`)."""
+
+    def __init__(self, url: str, prefix: str, max_age_s: float, timeout_s: float = 1.0) -> None:
+        from redis import asyncio as aioredis  # only fleets need the client
+
+        self.redis = aioredis.Redis.from_url(
+            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+        )
+        self.prefix = prefix + "responses:"
+        self.ttl_ms = int(max_age_s * 1000)
+        self._chain = self.redis.register_script(_CHAIN_SCRIPT)
+
+    def _ns(self, namespace: str) -> str:
+        return f"{self.prefix}{namespace.encode().hex()}:"
+
+    def _decode(self, namespace: str, response_id: str, blob: bytes) -> StoredResponse:
+        doc = orjson.loads(blob)
+        return StoredResponse(response_id, namespace, doc.get("previous_id"),
+                              doc["created_at"], doc["input"], doc["response"])  # fmt: skip
+
+    async def put(self, record: StoredResponse) -> None:
+        doc = {"previous_id": record.previous_id, "created_at": record.created_at,
+               "input": record.input, "response": record.response}  # fmt: skip
+        key = self._ns(record.namespace) + record.id
+        mapping = {"previous_id": record.previous_id or "", "data": orjson.dumps(doc)}
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, mapping=mapping)
+            pipe.pexpire(key, self.ttl_ms)
+            await pipe.execute()
+
+    async def get(self, namespace: str, response_id: str) -> StoredResponse | None:
+        blob = await self.redis.hget(self._ns(namespace) + response_id, "data")
+        return None if blob is None else self._decode(namespace, response_id, blob)
+
+    async def chain(self, namespace: str, response_id: str) -> Chain | None:
+        prefix = self._ns(namespace)
+        rows = await self._chain(keys=[prefix + response_id], args=[prefix])
+        if not rows:
+            return None
+        records = []
+        for blob in rows[1:]:
+            doc = orjson.loads(blob)
+            response = doc["response"]
+            records.append(StoredResponse(response.get("id", ""), namespace,
+                                          doc.get("previous_id"), doc["created_at"],
+                                          doc["input"], response))  # fmt: skip
+        return Chain(records[::-1], bool(rows[0]))
+
+    async def delete(self, namespace: str, response_id: str) -> bool:
+        return bool(await self.redis.delete(self._ns(namespace) + response_id))
+
+    async def aclose(self) -> None:
+        await self.redis.aclose()
+
+
 def open_store(config: Any) -> ResponseStore | None:
-    """The store a config asks for (`config` is the GatewayConfig), or None when off."""
+    """The store a config asks for (`config` is the GatewayConfig), or None when off.
+    `auto`: the fleet's Redis when a `cluster:` block names one, else SQLite."""
     options = config.responses
-    if options.store == "off":
+    cluster = getattr(config, "cluster", None)  # the fleet block (docs/scaling.md)
+    kind = options.store
+    if kind == "auto":
+        kind = "redis" if cluster is not None else "sqlite"
+    if kind == "off":
         return None
-    if options.store == "memory":
+    if kind == "memory":
         return MemoryResponseStore(options.max_age_s)
+    if kind == "redis":
+        if cluster is None:
+            raise ConfigError("config error: responses.store: redis needs a `cluster:` block")
+        timeout = getattr(cluster, "connect_timeout_s", 1.0)
+        return RedisResponseStore(cluster.redis_url, cluster.key_prefix, options.max_age_s, timeout)
     path = Path(options.store_path).expanduser() if options.store_path else None
     path = path or config.server.state_path / "responses.db"
     return SQLiteResponseStore(path, options.max_bytes, options.max_age_s)

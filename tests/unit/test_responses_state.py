@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import socket
+import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -18,8 +22,14 @@ from gateway.context import RequestContext
 from gateway.errors import GatewayError
 from gateway.responses_events import response_events
 from gateway.responses_state import ConnectionCache, begin
-from gateway.responses_store import MemoryResponseStore, SQLiteResponseStore, StoredResponse
+from gateway.responses_store import (
+    MemoryResponseStore,
+    RedisResponseStore,
+    SQLiteResponseStore,
+    StoredResponse,
+)
 from gateway.translate import DEFAULT_DIALECT, ResponsesStreamTranslator, responses_to_chat
+from tests.upstream import free_port
 
 BUNDLE = {"prompt_token_ids": [1, 2, 3], "generation_token_ids": [7, 8, 2],
           "generation_log_probs": [-0.5, -0.25, -0.125]}  # fmt: skip
@@ -34,10 +44,34 @@ def record(rid: str, prev: str | None = None, ns: str = "a", text: str = "hi", a
     return StoredResponse(rid, ns, prev, time.time() - age, inp, response)
 
 
-@pytest.fixture(params=["sqlite", "memory"])
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A throwaway redis-server (the Redis store is the fleet's; issue 20's `cluster:`)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed")
+    port = free_port()
+    workdir = tmp_path_factory.mktemp("redis")
+    proc = subprocess.Popen([binary, "--port", str(port), "--save", "", "--appendonly", "no",
+                             "--dir", str(workdir)], stdout=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.05)
+    yield f"redis://127.0.0.1:{port}/0"
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture(params=["sqlite", "memory", "redis"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     if request.param == "memory":
         return MemoryResponseStore()
+    if request.param == "redis":
+        url = request.getfixturevalue("redis_url")
+        return RedisResponseStore(url, f"test-{tmp_path.name}:", max_age_s=3600)
     return SQLiteResponseStore(tmp_path / "r.db", max_bytes=0, max_age_s=3600)
 
 
