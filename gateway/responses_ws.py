@@ -284,6 +284,8 @@ class Connection:
                     if start < 0:
                         continue
                     data = frame[start + 6 :]
+                    if data == b"[DONE]":  # a native backend's SSE end: not an event
+                        continue
                     if version is not None and frame.startswith(_TERMINAL):
                         data = data.replace(b'"response":{', stamp, 1)
                     await self._send(data)

@@ -411,3 +411,14 @@ def test_stored_responses_survive_a_restart(state_dir: Path) -> None:
         c.responses.create(model="echo", input=[o.model_dump() for o in sealed])
     finally:
         second.stop()
+
+
+def test_websocket_on_a_native_route_relays_the_backends_events(gateway: GatewayProcess) -> None:
+    """A `native_responses` route over WebSocket: the backend's own events, `model` rewritten,
+    its SSE `[DONE]` not sent as a message; the backend keeps its own state."""
+    body = {"type": "response.create", "model": "native", "input": "hi"}
+    turns = run(ws_session(gateway, [body, body], key="unused"))
+    for turn in turns:
+        assert turn[0]["type"] == "response.created"
+        assert final(turn)["model"] == "native"
+        assert final(turn)["output"][0]["content"][0]["text"] == "native answer"
