@@ -248,9 +248,10 @@ def create_app(
             Route("/v1/responses", responses_api.create_response, methods=["POST"]),
             WebSocketRoute("/v1/responses", responses_ws.responses_websocket),
             Route("/v1/responses/compact", responses_crud.compact, methods=["POST"]),
-            Route("/v1/responses/{response_id}", responses_crud.get_response, methods=["GET"]),
             Route(
-                "/v1/responses/{response_id}", responses_crud.delete_response, methods=["DELETE"]
+                "/v1/responses/{response_id}",
+                responses_crud.stored_response,
+                methods=["GET", "DELETE"],
             ),
             Route(
                 "/v1/responses/{response_id}/input_items",

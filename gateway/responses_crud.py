@@ -52,6 +52,13 @@ async def get_response(request: Request) -> Response:
     return json_response(record.response)
 
 
+async def stored_response(request: Request) -> Response:
+    """`GET` or `DELETE /v1/responses/{id}` (one route: its 405 lists both methods)."""
+    if request.method == "DELETE":
+        return await delete_response(request)
+    return await get_response(request)
+
+
 async def delete_response(request: Request) -> Response:
     gateway, _, ns = _parts(request)
     response_id = request.path_params["response_id"]
@@ -127,6 +134,9 @@ async def compact(request: Request) -> Response:
     inp = body.get("input")
     if inp is not None and not isinstance(inp, (str, list)):
         raise InvalidRequest("'input' must be a string or a list of items", param="input")
+    for name in ("instructions", "prompt_cache_key"):  # accepted; nothing to do with them
+        if body.get(name) is not None and not isinstance(body[name], str):
+            raise InvalidRequest(f"'{name}' must be a string", param=name)
     items: list[Any] = []
     if body.get("previous_response_id") is not None:
         items, _ = await history(gateway, ns, body["previous_response_id"], None)
