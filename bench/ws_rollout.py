@@ -10,10 +10,11 @@ concurrent rollouts of `--turns` turns on two routes:
   function_call_output (a 1 KiB tool result): a tool rollout;
 * `slow`: the fake engine (text answers), the next input a user message with a 1 KiB result.
 
-and four ways of sending them, all streaming (WebSocket turns always stream):
+and five ways of sending them:
 
-* `http-full`: HTTP SSE, `store: false`, the client resends the whole conversation each turn
-  (what NeMo Gym does today);
+* `http-json-full`: HTTP JSON (no stream), `store: false`, the whole conversation resent each
+  turn: what NeMo Gym does today;
+* `http-full`: the same as an SSE stream;
 * `http-stored`: HTTP SSE, `store: true`, only the new input + `previous_response_id`;
 * `ws`: one WebSocket per rollout, `store: false`, only the new input (connection memory);
 * `ws-stored`: the same with `store: true` (each turn also written to SQLite).
@@ -45,6 +46,7 @@ TOOL = {"type": "function", "name": "lookup", "description": "look a key up",
         "parameters": {"type": "object", "properties": {"key": {"type": "string"}}}}  # fmt: skip
 RESULT = "r" * 1024  # a tool result of 1 KiB
 TERMINAL = ("response.completed", "response.incomplete", "response.failed")
+LAST = tuple(f'{{"type":"{t}"' for t in (*TERMINAL, "error"))
 
 
 def first_input() -> list[dict[str, Any]]:
@@ -80,7 +82,13 @@ async def sse_turn(session: aiohttp.ClientSession, url: str, body: dict) -> dict
     raise RuntimeError("stream ended without a terminal event")
 
 
-async def http_rollout(url: str, route: str, turns: int, stored: bool) -> None:
+async def json_turn(session: aiohttp.ClientSession, url: str, body: dict) -> dict[str, Any]:
+    async with session.post(url, json=body) as answer:
+        assert answer.status == 200, await answer.text()
+        return await answer.json()
+
+
+async def http_rollout(url: str, route: str, turns: int, stored: bool, stream: bool = True) -> None:
     history = first_input()
     new = history
     previous = None
@@ -93,7 +101,8 @@ async def http_rollout(url: str, route: str, turns: int, stored: bool) -> None:
                     body["previous_response_id"] = previous
             else:
                 body["input"] = history
-            response = await sse_turn(session, url + "/v1/responses", body)
+            turn_call = sse_turn if stream else json_turn
+            response = await turn_call(session, url + "/v1/responses", body)
             output = response["output"]
             new = next_input(output, turn)
             history = [*history, *output, *new]
@@ -109,9 +118,10 @@ async def ws_rollout(url: str, route: str, turns: int, stored: bool) -> None:
             if previous:
                 body["previous_response_id"] = previous
             await ws.send(json.dumps(body))
-            while True:
-                event = json.loads(await ws.recv())
-                if event["type"] in TERMINAL or event["type"] == "error":
+            while True:  # parse only the last event, as the SSE client does
+                message = await ws.recv()
+                if message.startswith(LAST):
+                    event = json.loads(message)
                     break
             assert event["type"] == "response.completed", event
             new = next_input(event["response"]["output"], turn)
@@ -119,6 +129,7 @@ async def ws_rollout(url: str, route: str, turns: int, stored: bool) -> None:
 
 
 MODES = {
+    "http-json-full": lambda u, r, t: http_rollout(u, r, t, False, stream=False),
     "http-full": lambda u, r, t: http_rollout(u, r, t, False),
     "http-stored": lambda u, r, t: http_rollout(u, r, t, True),
     "ws": lambda u, r, t: ws_rollout(u, r, t, False),
@@ -174,11 +185,13 @@ def main() -> None:
         rows = []
         for route in ("mock", "slow"):
             for mode in MODES:
+                if route == "slow" and mode == "http-json-full":
+                    continue  # the fake engine delays streams only: not comparable
                 asyncio.run(measure(url, pids, route, mode, argparse.Namespace(
                     turns=3, rollouts=1, repeat=1)))  # warm-up  # fmt: skip
                 wall, cpu = asyncio.run(measure(url, pids, route, mode, args))
                 rows.append((route, mode, wall, cpu))
-                print(f"{route:5} {mode:12} rollout {wall * 1000:8.1f} ms   "
+                print(f"{route:5} {mode:15} rollout {wall * 1000:8.1f} ms   "
                       f"gateway CPU/turn {cpu * 1e6:7.0f} µs", flush=True)  # fmt: skip
         print(f"\n{args.rollouts} concurrent rollouts x {args.turns} turns, median of "
               f"{args.repeat}; 'rollout' = wall time for all of them")  # fmt: skip

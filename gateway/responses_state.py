@@ -12,7 +12,7 @@ client that continues at once always finds it.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -102,7 +102,7 @@ class Turn:
     new_items: list[Any] = field(default_factory=list)
     gateway: Any = None
     cache: ConnectionCache | None = None
-    on_failure: Callable[[], None] | None = None
+    policy_version: str | None = None  # the trainer's weights version the turn ran under
 
     # ---- after the answer --------------------------------------------------------------------
 
@@ -117,6 +117,8 @@ class Turn:
                 self.cache.evict(self.previous_id)
             return
         inputs = [with_id(item) for item in self.new_items]
+        if self.policy_version is not None:  # as a JSON answer has it (gateway/relay.py)
+            response.setdefault("policy_version", self.policy_version)
         if self.store and self.gateway.responses_store is not None:
             own = inputs if self.stored_parent else [*self.context, *inputs]
             record = StoredResponse(
@@ -245,4 +247,4 @@ async def begin(
         body["input"] = [*context, *new_items]
     store = body.get("store") is not False and gateway.responses_store is not None
     return Turn(body, ns, True, store, previous_id, stored_parent, context, new_items,
-                gateway, cache)  # fmt: skip
+                gateway, cache, ctx.policy_version)  # fmt: skip

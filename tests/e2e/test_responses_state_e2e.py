@@ -422,3 +422,16 @@ def test_websocket_on_a_native_route_relays_the_backends_events(gateway: Gateway
         assert turn[0]["type"] == "response.created"
         assert final(turn)["model"] == "native"
         assert final(turn)["output"][0]["content"][0]["text"] == "native answer"
+
+
+def test_websocket_turns_carry_the_policy_version(gw: GatewayProcess) -> None:
+    answer = httpx.post(gw.url + "/admin/policy_version", json={"version": "v7"})
+    assert answer.status_code == 200, answer.text
+    try:
+        [turn] = run(ws_session(gw, [{"type": "response.create", "model": "echo", "input": "x"}]))
+        assert final(turn)["policy_version"] == "v7"
+        assert client(gw).responses.retrieve(final(turn)["id"]).model_dump()["policy_version"] == (
+            "v7"
+        )
+    finally:
+        httpx.post(gw.url + "/admin/policy_version", json={"version": None})
