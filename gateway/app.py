@@ -55,13 +55,15 @@ class Gateway:
         self.reloader: Reloader | None = None  # set by create_app
         self.install(self.derive(config))
         # stored responses and the compaction key (docs/responses.md); a reload keeps them
-        from gateway.compaction import Sealer, load_key
+        from gateway.compaction import Sealer
         from gateway.responses_store import open_store
 
         self.responses_store = open_store(config)
         secret = config.responses.compaction_key
-        key = load_key(secret.get_secret_value() if secret else None, config.server.state_path)
-        self.sealer = Sealer(key)
+        self.sealer = Sealer(
+            secret=secret.get_secret_value() if secret else None,
+            state_dir=config.server.state_path,
+        )
         # managed local engines (route `launch`): started in the lifespan; a reload keeps them
         self.engines: Any = None
         if any(r.launch is not None for r in config.models):

@@ -56,8 +56,27 @@ def load_key(secret: str | None, state_dir: Path) -> bytes:
 
 
 class Sealer:
-    def __init__(self, key: bytes) -> None:
-        self._aead = AESGCM(key)
+    """Seals and opens compaction items; the key is `key`, or read (or generated) by
+    `load_key(secret, state_dir)` on first use, so a gateway that never compacts never
+    writes a key file."""
+
+    def __init__(
+        self, key: bytes | None = None, secret: str | None = None, state_dir: Path | None = None
+    ) -> None:
+        self._key = key
+        self._secret = secret
+        self._state_dir = state_dir
+        self._cipher: AESGCM | None = None
+
+    @property
+    def _aead(self) -> AESGCM:
+        if self._cipher is None:
+            key = self._key
+            if key is None:
+                assert self._state_dir is not None
+                key = load_key(self._secret, self._state_dir)
+            self._cipher = AESGCM(key)
+        return self._cipher
 
     def seal(self, items: list[dict[str, Any]], namespace: str) -> str:
         nonce = os.urandom(12)

@@ -11,6 +11,7 @@ client that continues at once always finds it.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -27,6 +28,8 @@ from gateway.translate import new_id
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
+
+log = logging.getLogger("gateway.responses_state")
 
 _TERMINAL = (b"event: response.completed\n", b"event: response.incomplete\n",
              b"event: response.failed\n")  # fmt: skip
@@ -124,7 +127,10 @@ class Turn:
             record = StoredResponse(
                 response["id"], self.namespace, self.stored_parent, time.time(), own, response
             )
-            await self.gateway.responses_store.put(record)
+            try:
+                await self.gateway.responses_store.put(record)
+            except Exception as exc:  # the answer still goes out; a continuation will miss it
+                log.error("response %s was not stored: %s", response["id"], exc)
         if self.cache is not None:
             output = response.get("output") or []
             self.cache.latest = CachedResponse(
