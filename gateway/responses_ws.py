@@ -121,10 +121,11 @@ class Connection:
                     await self.turn
                 self.turn = None
         finally:
+            left = self.gone.is_set()  # the client closed (else: the age cap, or shutdown)
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
-            if not self.gone.is_set():
+            if not left:
                 with contextlib.suppress(Exception):
                     await self.websocket.close(1000)
 

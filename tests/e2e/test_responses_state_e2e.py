@@ -435,3 +435,29 @@ def test_websocket_turns_carry_the_policy_version(gw: GatewayProcess) -> None:
         )
     finally:
         httpx.post(gw.url + "/admin/policy_version", json={"version": None})
+
+
+def test_websocket_connection_age_cap(state_dir: Path) -> None:
+    """Past `responses.ws_max_age_s` the connection gets a structured error event and is
+    closed; the turn before the cap completed normally."""
+    config = CONFIG.replace("  max_age_s: 3600", "  max_age_s: 3600\n  ws_max_age_s: 1")
+    capped = GatewayProcess(config, state_dir).wait_ready()
+
+    async def go() -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        headers = {"Authorization": f"Bearer {KEY_A}"}
+        async with websockets.connect(ws_url(capped), additional_headers=headers) as ws:
+            await ws.send(json.dumps({"type": "response.create", "model": "echo", "input": "x"}))
+            events = []
+            while not events or events[-1]["type"] not in TERMINAL:
+                events.append(json.loads(await asyncio.wait_for(ws.recv(), 30)))
+            cap = json.loads(await asyncio.wait_for(ws.recv(), 30))  # idle until the cap
+            with pytest.raises(websockets.exceptions.ConnectionClosedOK):
+                await asyncio.wait_for(ws.recv(), 30)
+            return events, cap
+
+    try:
+        events, cap = run(go())
+    finally:
+        capped.stop()
+    check_completed(events)
+    assert cap["type"] == "error" and cap["error"]["code"] == "websocket_connection_limit_reached"
