@@ -136,6 +136,8 @@ class SQLiteResponseStore:
             db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")  # durable across a crash of the process
+            db.execute("PRAGMA secure_delete=ON")  # a deleted response is overwritten, not
+            # left in free pages: deletion deletes
             db.executescript(_SCHEMA)
             self._db = db
         return self._db

@@ -235,3 +235,22 @@ def test_events_from_a_response_match_a_stream_of_it() -> None:
     assert made[-1]["response"] is final
     done = [e["item"] for e in made if e["type"] == "response.output_item.done"]
     assert done == final["output"]
+
+
+def test_sqlite_deletion_leaves_nothing_in_the_file(tmp_path: Path) -> None:
+    async def go() -> None:
+        store = SQLiteResponseStore(tmp_path / "r.db", max_bytes=0, max_age_s=3600)
+        await store.put(record("gone", text="SECRET-WORD-4711"))
+        await store.put(record("kept", text="other"))
+        assert await store.delete("a", "gone")
+
+        def checkpoint() -> None:
+            assert store._db is not None
+            store._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+        await store._run(checkpoint)
+        await store.aclose()
+
+    run(go())
+    for path in tmp_path.glob("r.db*"):
+        assert b"SECRET-WORD-4711" not in path.read_bytes(), path
