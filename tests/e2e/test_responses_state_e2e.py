@@ -473,3 +473,30 @@ def test_websocket_connection_age_cap(state_dir: Path) -> None:
         capped.stop()
     check_completed(events)
     assert cap["type"] == "error" and cap["error"]["code"] == "websocket_connection_limit_reached"
+
+
+def test_websocket_turn_waits_out_a_refit_pause(gw: GatewayProcess) -> None:
+    """A turn sent while the trainer has paused the gateway is held, then runs under the
+    policy version set before the resume (had it run during the pause, it would have none)."""
+
+    async def go() -> dict[str, Any]:
+        headers = {"Authorization": f"Bearer {KEY_A}"}
+        async with httpx.AsyncClient(base_url=gw.url, timeout=30) as admin:
+            assert (await admin.post("/admin/pause", json={"mode": "wait"})).status_code == 200
+            try:
+                async with websockets.connect(ws_url(gw), additional_headers=headers) as ws:
+                    body = {"type": "response.create", "model": "echo", "input": "held"}
+                    await ws.send(json.dumps(body))
+                    await asyncio.sleep(0.3)  # the message reaches the gateway during the pause
+                    await admin.post("/admin/policy_version", json={"version": "v9"})
+                    await admin.post("/admin/resume")
+                    while True:
+                        event = json.loads(await asyncio.wait_for(ws.recv(), 30))
+                        if event["type"] in (*TERMINAL, "error"):
+                            return event
+            finally:
+                await admin.post("/admin/resume")
+                await admin.post("/admin/policy_version", json={"version": None})
+
+    event = run(go())
+    assert event["type"] == "response.completed" and event["response"]["policy_version"] == "v9"
