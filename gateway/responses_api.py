@@ -14,7 +14,7 @@ from starlette.responses import Response
 
 from backends.base import ChatStream, Driver
 from backends.token_in import TokenPath, reject_native, uses_token_path
-from gateway import fidelity
+from gateway import fidelity, responses_state
 from gateway.context import RequestContext
 from gateway.errors import GatewayError
 from gateway.fallback import answer_routed
@@ -277,9 +277,19 @@ def _recorded(ctx: RequestContext, frames: AsyncIterator[bytes]) -> AsyncIterato
 async def create_response(request: Request) -> Response:
     gateway = request.app.state.gateway
     body = await read_json_body(request, gateway.config.server.max_body_bytes)
+    return await serve_response(request, body, request.scope["state"]["ctx"])
+
+
+async def serve_response(
+    request: Request, body: dict[str, Any], ctx: RequestContext, cache: Any = None
+) -> Response:
+    """One Responses turn, over HTTP or (with a connection `cache`) a WebSocket."""
+    gateway = request.app.state.gateway
     model = check_responses_body(body)
-    ctx: RequestContext = request.scope["state"]["ctx"]
     driver = gateway.router.driver_for(model, ctx)
+    # store, previous_response_id, compaction items (gateway/responses_state.py)
+    turn = await responses_state.begin(gateway, body, ctx, driver.native_responses, cache)
+    body = turn.body
     ctx.stream = bool(body.get("stream"))
     ctx.fidelity = verdict = fidelity.check_responses(driver, body)
     ctx.response_headers[fidelity.HEADER] = fidelity.header_value(verdict)
@@ -292,4 +302,5 @@ async def create_response(request: Request) -> Response:
 
     # a token-contract request never moves to another model's route
     token_request = uses_token_path(driver.route, body)
-    return await answer_routed(gateway.router, driver, ctx, serve, not token_request)
+    response = await answer_routed(gateway.router, driver, ctx, serve, not token_request)
+    return await turn.finish(response)

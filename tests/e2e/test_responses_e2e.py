@@ -178,12 +178,13 @@ def test_refused_parameters_are_named(gateway: GatewayProcess, extra: dict, para
     error = resp.json()["error"]
     assert error["param"] == param and param.split(".")[0] in error["message"]
     ok = httpx.post(gateway.url + "/v1/responses", json={"model": "echo", "input": "fine"})
-    assert ok.status_code == 200 and ok.json()["store"] is False
+    assert ok.status_code == 200 and ok.json()["store"] is True  # OpenAI's default
 
 
-def test_store_is_accepted_and_answered_false(openai_client: openai.OpenAI) -> None:
-    r = openai_client.responses.create(model="echo", input="keep me", store=True)
-    assert r.store is False
+def test_store_is_answered_as_sent(openai_client: openai.OpenAI) -> None:
+    # stored responses: tests/e2e/test_responses_state_e2e.py
+    assert openai_client.responses.create(model="echo", input="keep me", store=True).store
+    assert not openai_client.responses.create(model="echo", input="not me", store=False).store
 
 
 def test_native_pass_through(
