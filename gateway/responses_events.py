@@ -61,7 +61,7 @@ def response_events(response: dict[str, Any]) -> list[dict[str, Any]]:
                     emit("response.refusal.delta", **where, delta=part["refusal"])
                     emit("response.refusal.done", **where, refusal=part["refusal"])
                 elif ptype == "reasoning_text":
-                    emit("response.reasoning.delta", **where, delta=part["text"])  # the spec's names
+                    emit("response.reasoning.delta", **where, delta=part["text"])
                     emit("response.reasoning.done", **where, text=part["text"])
                 emit("response.content_part.done", **where, part=part)
         elif kind == "function_call":
