@@ -25,7 +25,7 @@ from gateway.relay import (
     until_disconnect,
 )
 from gateway.request_io import json_response, read_json_body
-from gateway.validation import check_model, check_params
+from gateway.validation import check_completions_params, check_model
 
 
 async def _route(request: Request) -> tuple[dict[str, Any], str, Driver, RequestContext]:
@@ -69,7 +69,7 @@ def _check_prompt(body: dict[str, Any]) -> None:
         raise InvalidRequest(
             "'prompt' is required: a string, a list of strings, or token ids", param="prompt"
         )
-    check_params(body)
+    check_completions_params(body)
 
 
 async def completions(request: Request) -> Response:

@@ -139,7 +139,8 @@ async def _translated(
         frames = _recorded(ctx, relay_translated_stream(stream, translator, ctx))
         return SSEResponse(frames, {**SSE_HEADERS, **ctx.response_headers})
     chat = await until_disconnect(request, driver.chat(chat_body, ctx))
-    return answer_json(chat_to_response(chat, body, model=model), ctx, chat.get("usage"))
+    response = chat_to_response(chat, body, model=model)
+    return answer_json(response, ctx, chat.get("usage"), engine_answer=chat)
 
 
 def _recorded(ctx: RequestContext, frames: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
