@@ -111,16 +111,25 @@ class SGLangDriver(OpenEngineDriver):
     _served_at = -1e9
     MODELS_TTL_S = 60.0  # a model list this old is asked again before a 404
 
+    _verified = False
+
     async def check_model(self) -> None:
         """404 `model_not_found` when the engine's GET /v1/models does not list the route's
-        `upstream_model` (asked once, again on a miss after a minute; no answer: no check)."""
-        model = self.route.target_model
-        if self._served is not None and model in self._served:
+        `upstream_model`. Once found it stays verified; a miss is asked again after a minute.
+        No check when the engine does not answer, or lists a filesystem path: after
+        `/update_weights_from_disk` SGLang 0.5.23 lists the weights' path instead of its
+        `--served-model-name` (verified), so the name can no longer be checked."""
+        if self._verified:
             return
+        model = self.route.target_model
         if self._served is None or time.monotonic() - self._served_at > self.MODELS_TTL_S:
             self._served = await self._served_models()
             self._served_at = time.monotonic()
-        if self._served is not None and model not in self._served:
+        served = self._served
+        if served is None or model in served or any(m.startswith("/") for m in served):
+            self._verified = served is not None
+            return
+        if model not in served:
             raise GatewayError(
                 404,
                 f"The model `{model}` does not exist on the SGLang server of route "
