@@ -107,7 +107,8 @@ async def test_vllm_and_sglang_tool_calls_untouched(upstream: ScriptedUpstream) 
     )
     assert args == "{}" and finish(chunks) == ["tool_calls"]
     answer = await chat(upstream, "sglang", "sglang-tool")
-    assert answer["choices"][0]["finish_reason"] == "tool_calls"
+    assert answer["choices"][0]["message"]["tool_calls"][0]["id"] == "call_d3b9d6e7388d44f4a4057104"
+    assert answer["choices"][0]["finish_reason"] == "length"  # SGLang's own, kept
 
 
 async def test_tgi_answer_fixes(upstream: ScriptedUpstream) -> None:
@@ -169,7 +170,7 @@ ERROR_CASES = [
     # engines' integer codes: OpenAI's `code` is a string or null; kept as `upstream_code`
     ("vllm", "vllm-notfound", 404, "does not exist", "NotFoundError", None, None),
     ("vllm", "vllm-flat", 400, "older flat shape", "invalid_request_error", None, None),
-    ("sglang", "sglang-error", 400, "top_logprobs", "BadRequestError", None, None),
+    ("sglang", "sglang-error", 400, "not supported with streaming", "BadRequest", None, None),
     ("sglang", "sglang-overflow", 400, "maximum context length", "BadRequestError",
      "context_length_exceeded", None),
     ("sglang", "sglang-overflow-input", 400, "context length", "BadRequestError",
