@@ -174,15 +174,21 @@ wait_healthy() {
   local port=$1 pid=$2 lf t0=$SECONDS
   lf="$(logfile "$port")"
   local deadline=$((SECONDS + HEALTH_TIMEOUT)) size=0 new last_growth=$SECONDS shown=0 n
+  local beat=$SECONDS
   until healthy "$port"; do
     alive "$pid" || return 1
+    if [ $((SECONDS - beat)) -ge 20 ]; then
+      beat=$SECONDS
+      log "+$((SECONDS - t0))s still starting (log $(wc -l <"$lf") lines, last growth $((SECONDS - last_growth)) s ago)"
+    fi
     new=$(stat -c %s "$lf" 2>/dev/null || echo 0)
     if [ "$new" != "$size" ]; then
       size=$new
       last_growth=$SECONDS
       n=$(wc -l <"$lf")
       if [ "$n" -gt "$shown" ]; then
-        sed -n "$((shown + 1)),${n}p" "$lf" | grep -E 'Load weight|Memory pool|KV Cache|Uvicorn running|ready to roll|Capture|Init torch|Error|error' \
+        sed -n "$((shown + 1)),${n}p" "$lf" | grep -E 'Load weight|Memory pool|KV Cache|Uvicorn running|ready to roll|Init torch|Error|error' \
+          | grep -v 'Ignore import error' \
           | cut -c1-160 | sed "s/^/[sglang_server] +$((SECONDS - t0))s log: /" >&2 || true
         shown=$n
       fi
