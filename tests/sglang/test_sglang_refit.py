@@ -188,3 +188,48 @@ def test_refit_between_two_turns(gw: GatewayProcess, sglang_root: str) -> None:
         assert model_info["weight_version"] == "refit-2"
     finally:
         load(FIRST_MODEL, "default")  # the other tests' weights
+
+
+def test_a_generation_across_a_keep_refit_says_both_versions(
+    gw: GatewayProcess, sglang_root: str
+) -> None:
+    """`keep` (SGLang `retract`): a request in flight during the update goes on with the new
+    weights, and its answer names both versions (SGLang's `metadata.weight_versions`)."""
+    body = {"model": "tiny", "messages": HELLO, "max_tokens": 600, "temperature": 0,
+            "ignore_eos": True}  # fmt: skip
+
+    async def scenario() -> httpx.Response:
+        async with httpx.AsyncClient(timeout=300) as client:
+            request = asyncio.create_task(client.post(gw.url + "/v1/chat/completions", json=body))
+            for _ in range(100):  # admitted by the gateway, then ~75 tokens a second here
+                status = (await client.get(gw.url + "/admin/status")).json()
+                if status["in_flight"] >= 1:
+                    break
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(1.0)
+            paused = await client.post(gw.url + "/admin/pause", json={"mode": "keep"})
+            assert paused.status_code == 200, paused.text
+            loaded = await client.post(
+                sglang_root + "/update_weights_from_disk",
+                json={"model_path": str(SECOND_MODEL), "weight_version": "span-2"},
+            )
+            assert loaded.json()["success"], loaded.text
+            await client.post(gw.url + "/admin/resume")
+            return await request
+
+    try:
+        answer = asyncio.run(scenario())
+        assert answer.status_code == 200, answer.text
+        doc = answer.json()
+        spans = doc["metadata"]["weight_versions"]
+        if len(spans) == 1:
+            pytest.skip(f"the generation was not in flight during the update: {spans}")
+        assert doc["policy_versions"] == [s["version"] for s in spans] == ["default", "span-2"]
+        assert doc["policy_version"] == answer.headers["x-policy-version"] == "span-2"
+        assert answer.headers["x-policy-versions"] == "default,span-2"
+    finally:
+        httpx.post(
+            sglang_root + "/update_weights_from_disk",
+            json={"model_path": str(FIRST_MODEL), "weight_version": "default"},
+            timeout=300,
+        )

@@ -95,14 +95,16 @@ def answer_with(**fields: Any) -> dict[str, Any]:
 
 def test_sglang_metadata_gives_the_version() -> None:
     assert engine_versions(answer_with(metadata=SGLANG_METADATA)) == ["default"]
+    # recorded: a 1500-token generation paused (retract) after 26 tokens, weights updated
+    # to version "v2" (update_weights_from_disk), continued
     spanned = {
         "weight_version": "v2",
         "weight_versions": [
-            {"version": "v1", "start": 0, "end": 5},
-            {"version": "v2", "start": 5, "end": 9},
+            {"version": "default", "start": 0, "end": 26},
+            {"version": "v2", "start": 26, "end": 1500},
         ],
     }
-    assert engine_versions(answer_with(metadata=spanned)) == ["v1", "v2"]
+    assert engine_versions(answer_with(metadata=spanned)) == ["default", "v2"]
     # msgspec's array-like span form
     assert engine_versions(answer_with(metadata={"weight_versions": [["7", 0, 2]]})) == ["7"]
 
