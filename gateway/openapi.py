@@ -166,6 +166,8 @@ SCHEMAS: dict[str, Schema] = {
                 "description": "a string, a list of strings, or token ids",
             },
             **{name: _nullable(schema) for name, schema in CHAT_PARAMS.items()},
+            # the legacy API's logprobs: how many alternatives per token
+            "logprobs": _nullable({"type": "integer", "minimum": 0, "maximum": 5}),
         },
         ["model", "prompt"],
     ),
