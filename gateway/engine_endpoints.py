@@ -26,6 +26,7 @@ from gateway.relay import (
 )
 from gateway.request_io import json_response, read_json_body
 from gateway.validation import check_completions_params, check_model
+from gateway.weight_version import stamp_engine_version
 
 
 async def _route(request: Request) -> tuple[dict[str, Any], str, Driver, RequestContext]:
@@ -92,5 +93,6 @@ async def completions(request: Request) -> Response:
         exc.headers = {**ctx.response_headers, **exc.headers}
         raise
     answer["model"] = model
+    stamp_engine_version(answer, ctx)  # x-policy-version: the engine's, where it says
     ctx.note_usage(answer.get("usage"))
     return json_response(answer, headers=ctx.response_headers or None)
