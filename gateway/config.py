@@ -247,6 +247,10 @@ class RouteConfig(PoolPolicy):
             self._check_litellm()
         elif self.base_url is not None or self.base_urls:
             raise ValueError("base_url has no meaning for backend 'mock'")
+        if self.backend == "sglang" and "path" not in self.health.model_fields_set:
+            # SGLang's /health runs a generation (a cost every poll) and blocks while a refit
+            # pause holds generation, which would eject every replica; /ping does neither
+            object.__setattr__(self, "health", self.health.model_copy(update={"path": "/ping"}))
         if self.launch is not None and self.backend not in LAUNCH_BACKENDS:
             raise ValueError(
                 f"launch: backend '{self.backend}' is not a local engine; "

@@ -185,6 +185,8 @@ SCHEMAS: dict[str, Schema] = {
                 "description": "a string, a list of strings, or token ids",
             },
             **{n: _nullable(s) for n, s in _ranged(CHAT_PARAMS, COMPLETIONS_RANGES).items()},
+            # the legacy API's logprobs: how many alternatives per token
+            "logprobs": _nullable({"type": "integer", "minimum": 0, "maximum": 5}),
         },
         ["model", "prompt"],
     ),
@@ -272,6 +274,8 @@ def _operation(
 
 ALL_ERRORS = tuple(ERRORS)
 ADMIN_ERRORS = ("400", "401", "403", "413", "431", "500")
+# pause/resume with engine_control: an engine replica refused or was unreachable
+ENGINE_CONTROL_ERRORS = (*ADMIN_ERRORS, "502")
 
 
 def gateway_paths() -> dict[str, Schema]:
@@ -367,13 +371,15 @@ def gateway_paths() -> dict[str, Schema]:
             "post": _operation(
                 "pause generation for a weight update (mode wait|keep|abort, timeout_s)",
                 admin_answer,
-                ADMIN_ERRORS,
+                ENGINE_CONTROL_ERRORS,
                 _body("AdminPause", required=False),
                 tag="admin",
             )
         },
         "/admin/resume": {
-            "post": _operation("resume generation", admin_answer, ADMIN_ERRORS, tag="admin")
+            "post": _operation(
+                "resume generation", admin_answer, ENGINE_CONTROL_ERRORS, tag="admin"
+            )
         },
         "/admin/status": {
             "get": _operation("control-plane state", admin_answer, ADMIN_ERRORS, tag="admin")

@@ -264,7 +264,7 @@ async def _translated(
         return SSEResponse(frames, {**SSE_HEADERS, **ctx.response_headers})
     chat = await until_disconnect(request, driver.chat(chat_body, ctx))
     answer = chat_to_response(chat, body, model=model, effective=effective_for(driver, body, ctx))
-    return answer_json(answer, ctx, chat.get("usage"))
+    return answer_json(answer, ctx, chat.get("usage"), engine_answer=chat)
 
 
 def _recorded(ctx: RequestContext, frames: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
