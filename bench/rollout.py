@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import statistics
 import sys
 import time
 import urllib.request
@@ -128,6 +127,11 @@ async def run_arm(
     return {"row": row, "detail": detail}
 
 
+def _range(text: str, kind: type = int) -> tuple[Any, Any]:
+    low, _, high = text.partition(":")
+    return kind(low), kind(high or low)
+
+
 def selected(only: list[str] | None) -> list[routers.Arm]:
     arms = routers.all_arms()
     if not only:
@@ -144,6 +148,11 @@ async def main_async(opts: argparse.Namespace) -> dict[str, Any]:
         turns=opts.turns,
         seed=opts.seed,
         system_tokens=opts.system_tokens,
+        prompt_tokens=_range(opts.prompt_tokens),
+        tool_tokens=_range(opts.tool_tokens),
+        output_tokens=_range(opts.output_tokens),
+        tool_seconds=_range(opts.tool_seconds, float),
+        speed=opts.speed,
         stream=opts.stream,
     )
     meta: dict[str, Any] = {
@@ -187,7 +196,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--only", nargs="+", metavar="NAME", help="router or router:policy")
     p.add_argument("--stream", action="store_true", help="SSE instead of JSON answers")
-    p.add_argument("--system-tokens", type=int, default=1500)
+    p.add_argument("--system-tokens", type=int, default=1500, help="shared by every prompt")
+    p.add_argument("--prompt-tokens", default="300:3000", help="task prompt, LOW:HIGH")
+    p.add_argument("--tool-tokens", default="50:800", help="tool result per turn, LOW:HIGH")
+    p.add_argument("--output-tokens", default="30:250", help="answer per turn, LOW:HIGH")
+    p.add_argument("--tool-seconds", default="0.2:2", help="tool run time (simulated), LOW:HIGH")
     p.add_argument("--speed", type=float, default=5.0, help="simulated time per real second")
     p.add_argument("--kv-tokens", type=int, default=60_000, help="KV cache per replica")
     p.add_argument("--max-batch", type=int, default=256, help="running sequences per replica")
@@ -210,7 +223,6 @@ def main() -> None:
     if results["rows"]:
         best = min(results["rows"], key=lambda r: r["makespan_s"])
         print(f"fastest: {best['router']}:{best['policy']} {best['makespan_s']} s")
-    print(f"median turn ms over all rows: {statistics.median([r['p50_turn_ms'] for r in results['rows']] or [0])}")
 
 
 if __name__ == "__main__":

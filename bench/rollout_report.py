@@ -44,7 +44,9 @@ def header_line(meta: dict[str, Any]) -> str:
         f"best of 3) {meta['core0_speed_ms_start']} ms at start, "
         f"{meta.get('core0_speed_ms_end', '?')} ms at end · replicas {a['replicas']} · "
         f"P {a['prompts']} × G {a['group']} × T {a['turns']} turns · seed {a['seed']} · "
-        f"{'SSE' if a['stream'] else 'JSON'} · system prompt {a['system_tokens']} tokens · "
+        f"{'SSE' if a['stream'] else 'JSON'} · tokens: system {a['system_tokens']}, task "
+        f"{a['prompt_tokens']}, tool {a['tool_tokens']}, answer {a['output_tokens']} · tool "
+        f"time {a['tool_seconds']} s · "
         f"KV {a['kv_tokens']:,} tokens and batch cap {a['max_batch']} per replica · "
         f"simulated time ×{a['speed']:g}"
     )
@@ -54,7 +56,9 @@ def _errors(results: dict[str, Any]) -> list[str]:
     out = []
     for d in results.get("details", []):
         if d.get("errors"):
-            out.append(f"{d['router']}:{d['policy']}: {d['errors']} errors, e.g. {d['first_errors'][:1]}")
+            out.append(
+                f"{d['router']}:{d['policy']}: {d['errors']} errors, e.g. {d['first_errors'][:1]}"
+            )
     return out + [f"not run: {s}" for s in results["meta"].get("skipped", [])]
 
 
@@ -78,7 +82,9 @@ def bars(plot_id: str, title: str, unit: str, series: list[tuple[str, float]]) -
     scale = svg.Scale(0.0, svg.nice_ticks(0.0, max([v for _, v in series] + [1e-9]))[-1],
                       svg.LEFT + 60, svg.WIDTH - svg.RIGHT)  # fmt: skip
     axis_y = top + row * len(series)
-    body = [f'<line class="axis" x1="{scale.left}" y1="{axis_y}" x2="{scale.right}" y2="{axis_y}"/>']
+    body = [
+        f'<line class="axis" x1="{scale.left}" y1="{axis_y}" x2="{scale.right}" y2="{axis_y}"/>'
+    ]
     for tick in scale.ticks():
         x = scale(tick)
         body.append(f'<line class="grid" x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{axis_y}"/>')
@@ -89,13 +95,16 @@ def bars(plot_id: str, title: str, unit: str, series: list[tuple[str, float]]) -
     )
     for i, (label, value) in enumerate(series):
         y = top + row * i
-        body.append(f'<text class="name" x="{scale.left - 8}" y="{y + row / 2 + 4}">{escape(label)}</text>')
+        body.append(
+            f'<text class="name" x="{scale.left - 8}" y="{y + row / 2 + 4}">{escape(label)}</text>'
+        )
         width = max(scale(value) - scale.left, 1)
         body.append(
             f'<rect x="{scale.left}" y="{y + 4}" width="{width:.1f}" height="{row - 8}" '
             f'fill="{svg.color(i)}"><title>{escape(label)}: {value:g} {escape(unit)}</title></rect>'
         )
-        body.append(f'<text class="pname" x="{scale.left + width + 4:.1f}" y="{y + row / 2 + 4}">{value:g}</text>')
+        x_text = scale.left + width + 4
+        body.append(f'<text class="pname" x="{x_text:.1f}" y="{y + row / 2 + 4}">{value:g}</text>')
     return (
         f'<svg id="{plot_id}" class="plot" xmlns="http://www.w3.org/2000/svg" '
         f'viewBox="0 0 {svg.WIDTH} {height:.0f}" width="{svg.WIDTH}" height="{height:.0f}" '
@@ -109,15 +118,18 @@ def bars(plot_id: str, title: str, unit: str, series: list[tuple[str, float]]) -
 def html(results: dict[str, Any]) -> str:
     rows = results["rows"]
     names = [f"{r['router']}:{r['policy']}" for r in rows]
+
+    def series(key: str, scale: float = 1.0) -> list[tuple[str, float]]:
+        return [(n, round(r[key] * scale, 3)) for n, r in zip(names, rows, strict=True)]
+
+    turns = [(f"{d['router']}:{d['policy']}", d["turn_ms"]) for d in results["details"]]
     charts = [
-        bars("plot-makespan", "Batch makespan (lower is better)", "seconds",
-             [(n, r["makespan_s"]) for n, r in zip(names, rows)]),
+        bars("plot-makespan", "Batch makespan (lower is better)", "seconds", series("makespan_s")),
         bars("plot-hit", "Prefix-cache hit rate (higher is better)", "% of prompt tokens",
-             [(n, round(r["hit_rate"] * 100, 1)) for n, r in zip(names, rows)]),
+             series("hit_rate", 100)),
         bars("plot-busiest", "Busiest replica's share of requests", "%",
-             [(n, round(r["busiest_share"] * 100, 1)) for n, r in zip(names, rows)]),
-        svg.distribution("plot-turns", "Turn latency", "ms",
-                         [(f"{d['router']}:{d['policy']}", d["turn_ms"]) for d in results["details"]]),
+             series("busiest_share", 100)),
+        svg.distribution("plot-turns", "Turn latency", "ms", turns),
     ]  # fmt: skip
     notes = _errors(results)
     parts = [

@@ -52,20 +52,12 @@ def peer_binary(router: str) -> Path | None:
     return path if path.exists() else None
 
 
-def _finish_vllm_router(base: str):  # noqa: ANN202 - a closure for Client.finish
+def _finish_vllm_router(base: str):
     async def finish(http: aiohttp.ClientSession, session: str) -> None:
         async with http.post(f"{base}/finish_session", params={"session_id": session}) as resp:
             await resp.read()
             if resp.status >= 400:
                 raise RuntimeError(f"/finish_session: HTTP {resp.status}")
-
-    return finish
-
-
-def _finish_gateway(base: str):  # noqa: ANN202
-    async def finish(http: aiohttp.ClientSession, session: str) -> None:
-        async with http.post(f"{base}/v1/sessions/{session}/finish") as resp:
-            await resp.read()
 
     return finish
 
@@ -103,8 +95,7 @@ def start(arm: Arm, python: str, worker_urls: list[str], logdir: Path) -> Starte
         config = logdir / f"gateway-{arm.policy}.yaml"
         config.write_text(gateway_config(port, arm.policy, worker_urls))
         proc = Proc(arm.name, [python, "-m", "gateway", "serve", "--config", str(config)], log)
-        finish = _finish_gateway(base) if arm.policy == "group_affinity" else None
-        return Started(proc.start(), Client(url, MODEL, "x-session-id", finish))
+        return Started(proc.start(), Client(url, MODEL, "x-session-id"))
     binary = peer_binary(arm.router)
     if binary is None:
         raise RuntimeError(f"{arm.router} is not installed under {PEERS} (run bench/rollout.sh)")
@@ -120,7 +111,9 @@ def start(arm: Arm, python: str, worker_urls: list[str], logdir: Path) -> Starte
             "--prometheus-host", "127.0.0.1", "--prometheus-port", prom,
             "--log-level", "warning",
         ]  # fmt: skip
-        header = "X-Session-ID" if arm.policy in ("consistent_hash", "sticky_least_loaded") else None
+        header = (
+            "X-Session-ID" if arm.policy in ("consistent_hash", "sticky_least_loaded") else None
+        )
         finish = _finish_vllm_router(base) if arm.policy == "sticky_least_loaded" else None
         return Started(Proc(arm.name, argv, log).start(), Client(url, MODEL, header, finish))
     # smg launch: flags of smg 1.13.0 (model_gateway/src/main.rs)

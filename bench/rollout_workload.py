@@ -4,7 +4,8 @@ them against one router and measures what RL pays for.
 A batch is P prompts × G samples (a GRPO group shares its prompt), every trajectory T turns.
 Turn 1 sends a shared system prompt and the group's task prompt; each later turn resends the
 whole history plus the model's answer and a tool result, so the context grows every turn.
-Lengths are mixed (uniform in the ranges given), every text and length is drawn from the seed,
+Between turns a tool runs (a uniform time, in simulated seconds). Lengths are mixed
+(uniform in the ranges given), every text, length and tool time is drawn from the seed,
 and all P × G trajectories start together, as a trainer's rollout batch does.
 """
 
@@ -21,7 +22,7 @@ import aiohttp
 import orjson
 
 CHARS_PER_TOKEN = 4  # as bench/sim_engine.py counts
-WORDS = "alpha beta gamma delta tool call result file line error value patch test repo".split()
+WORDS = ("alpha", "beta", "gamma", "delta", "tool", "call", "result", "file", "line", "patch")
 
 
 def text_of(rng: random.Random, tokens: int) -> str:
@@ -44,6 +45,8 @@ class Shape:
     prompt_tokens: tuple[int, int] = (300, 3000)
     tool_tokens: tuple[int, int] = (50, 800)
     output_tokens: tuple[int, int] = (30, 250)
+    tool_seconds: tuple[float, float] = (0.2, 2.0)  # simulated time a tool runs
+    speed: float = 5.0  # simulated seconds per real second (as the engines run)
     stream: bool = False
 
 
@@ -55,6 +58,7 @@ class Trajectory:
     messages: list[dict[str, Any]]
     outputs: list[int]  # max_tokens per turn
     tools: list[str]  # the tool result after each turn but the last
+    tool_s: list[float]  # how long each tool runs (simulated seconds)
     seeds: list[int]
 
 
@@ -79,6 +83,7 @@ def build(shape: Shape) -> list[Trajectory]:
                         "Tool output: " + text_of(rng, rng.randint(*shape.tool_tokens))
                         for _ in range(shape.turns - 1)
                     ],
+                    tool_s=[rng.uniform(*shape.tool_seconds) for _ in range(shape.turns - 1)],
                     seeds=[rng.randrange(1 << 30) for _ in range(shape.turns)],
                 )
             )
@@ -163,6 +168,7 @@ async def play(client: Client, trajectories: list[Trajectory], shape: Shape) -> 
                     turn_ms.append((time.perf_counter() - start) * 1000)
                     messages.append({"role": "assistant", "content": content})
                     if t < shape.turns - 1:
+                        await asyncio.sleep(traj.tool_s[t] / shape.speed)
                         messages.append({"role": "user", "content": traj.tools[t]})
             except Exception as exc:  # counted, the batch goes on
                 errors.append(f"{type(exc).__name__}: {exc}"[:300])

@@ -1,8 +1,8 @@
 """Checks the simulated engine's shape against a real vLLM server: the same two experiments
 on both, ratios side by side.
 
-1. Prefix cache: TTFT of a long prompt seen for the first time, then of the same prompt
-   again (cached), median of 3 prompts.
+1. Prefix cache: TTFT of a long prompt seen for the first time, of one whose first half was
+   seen, and of the same prompt again (cached); median of 3 prompts.
 2. Batching: time per output token of 1 request alone, then of 8 at once (`ignore_eos`,
    same `max_tokens`).
 
@@ -69,7 +69,6 @@ async def decode(http: aiohttp.ClientSession, url: str, model: str, n: int, toke
             "ignore_eos": True,
             "stream": True,
         }
-        start = time.perf_counter()
         first = last = None
         async with http.post(f"{url}/v1/chat/completions", json=body) as resp:
             resp.raise_for_status()
@@ -84,23 +83,27 @@ async def decode(http: aiohttp.ClientSession, url: str, model: str, n: int, toke
 
 
 async def measure(url: str, model: str, words: int, tokens: int) -> dict[str, float]:
-    rng = random.Random(7)
+    rng = random.Random(time.time_ns())  # prompts never seen by this server before
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as http:
         await ttft(http, url, model, "warm up")
         await decode(http, url, model, 1, 8)
-        cold, warm, sizes = [], [], []
+        cold, half, warm, sizes = [], [], [], []
         for _ in range(3):
             text = prompt(rng, words)
             c, size = await ttft(http, url, model, text)
             w, _ = await ttft(http, url, model, text)
+            # the first half cached, the second half new
+            h, _ = await ttft(http, url, model, text[: len(text) // 2] + prompt(rng, words // 2))
             cold.append(c)
             warm.append(w)
+            half.append(h)
             sizes.append(size)
         one = statistics.median([await decode(http, url, model, 1, tokens) for _ in range(3)])
         eight = statistics.median([await decode(http, url, model, 8, tokens) for _ in range(3)])
     return {
         "prompt_tokens": statistics.median(sizes),
         "ttft_uncached_ms": round(statistics.median(cold), 2),
+        "ttft_half_cached_ms": round(statistics.median(half), 2),
         "ttft_cached_ms": round(statistics.median(warm), 2),
         "uncached_over_cached": round(statistics.median(cold) / statistics.median(warm), 2),
         "tpot_batch1_ms": round(one, 2),

@@ -260,7 +260,9 @@ class Replica:
         ms = self.p.step_ms + self.p.seq_ms * len(decodes) + self.p.prefill_ms * prefill_tokens
         return ms / 1000.0, prefills, decodes
 
-    def _apply_step(self, prefills: list[tuple[SimRequest, int]], decodes: list[SimRequest]) -> None:
+    def _apply_step(
+        self, prefills: list[tuple[SimRequest, int]], decodes: list[SimRequest]
+    ) -> None:
         for req, n in prefills:
             req.prefill_left -= n
             if not req.prefill_left:
@@ -320,11 +322,46 @@ def _http_chunk(data: bytes) -> bytes:
 
 def _json_response(status: int, body: Any) -> bytes:
     data = orjson.dumps(body)
-    reason = {200: b"OK", 400: b"Bad Request", 404: b"Not Found"}.get(status, b"OK")
-    return (
-        b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
-        % (status, reason, len(data), data)
+    reason = {200: b"OK", 400: b"Bad Request", 403: b"Forbidden", 404: b"Not Found"}.get(
+        status, b"OK"
     )
+    return b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (
+        status,
+        reason,
+        len(data),
+        data,
+    )
+
+
+def _tokenize(raw: bytes) -> dict[str, Any]:
+    """vLLM's POST /tokenize answer (a prompt or chat messages), on this model's tokens."""
+    try:
+        body = orjson.loads(raw)
+        text = render(body["messages"]) if "messages" in body else str(body.get("prompt", ""))
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        text = ""
+    tokens = [hash(text[i : i + CHARS_PER_TOKEN]) & 0xFFFF for i in range(0, len(text), 4)]
+    return {"count": len(tokens), "max_model_len": 131072, "tokens": tokens, "token_strs": None}
+
+
+def _dechunk(buf: bytes, start: int) -> tuple[bytes, int] | None:
+    """A chunked body from `start`: (body, end offset), or None while incomplete."""
+    parts, pos = [], start
+    while True:
+        line_end = buf.find(b"\r\n", pos)
+        if line_end < 0:
+            return None
+        size = int(buf[pos:line_end].split(b";")[0], 16)
+        if size == 0:
+            trailer_end = buf.find(b"\r\n\r\n", line_end)
+            if trailer_end == line_end:
+                return b"".join(parts), line_end + 4
+            end = buf.find(b"\r\n", line_end + 2)
+            return (b"".join(parts), end + 2) if end >= 0 else None
+        if len(buf) < line_end + 2 + size + 2:
+            return None
+        parts.append(buf[line_end + 2 : line_end + 2 + size])
+        pos = line_end + 2 + size + 2
 
 
 class EngineProtocol(asyncio.Protocol):
@@ -350,15 +387,24 @@ class EngineProtocol(asyncio.Protocol):
             if head_end < 0:
                 return
             head = self.buf[:head_end]
-            length = 0
+            length, chunked = 0, False
             for line in head.split(b"\r\n")[1:]:
                 name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
+                name = name.strip().lower()
+                if name == b"content-length":
                     length = int(value.strip())
-            end = head_end + 4 + length
-            if len(self.buf) < end:
-                return
-            body = self.buf[head_end + 4 : end]
+                elif name == b"transfer-encoding" and b"chunked" in value.lower():
+                    chunked = True  # SMG streams request bodies on some policies
+            if chunked:
+                parsed = _dechunk(self.buf, head_end + 4)
+                if parsed is None:
+                    return
+                body, end = parsed
+            else:
+                end = head_end + 4 + length
+                if len(self.buf) < end:
+                    return
+                body = self.buf[head_end + 4 : end]
             self.buf = self.buf[end:]
             method, path = head.split(b" ", 2)[:2]
             task = asyncio.ensure_future(self.respond(method, path, body, self.chain))
@@ -381,8 +427,25 @@ class EngineProtocol(asyncio.Protocol):
             await asyncio.wait([before])
         if path in (b"/health", b"/healthz", b"/ping"):
             self.write(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+        elif path == b"/tokenize" and method == b"POST":
+            self.write(_json_response(200, _tokenize(body)))
+        elif path.endswith(b"/chat/completions/render"):
+            # vLLM 0.32 without --enable-scale-out answers this (vllm-router asks for it)
+            message = (
+                "Scale-out endpoints are disabled. Restart vllm serve with --enable-scale-out "
+                "to enable them."
+            )
+            error = {"message": message, "type": "PermissionDeniedError", "param": None}
+            self.write(_json_response(403, {"error": {**error, "code": 403}}))
+        elif path == b"/version":  # what routers probe to recognise a vLLM worker
+            self.write(_json_response(200, {"version": "0.32.0"}))
         elif path.endswith(b"/models"):
-            card = {"id": self.model, "object": "model", "owned_by": "sim", "max_model_len": 131072}
+            card = {
+                "id": self.model,
+                "object": "model",
+                "owned_by": "vllm",
+                "max_model_len": 131072,
+            }
             self.write(_json_response(200, {"object": "list", "data": [card]}))
         elif path == b"/sim/stats":
             self.write(_json_response(200, self.replica.stats()))
@@ -409,7 +472,9 @@ class EngineProtocol(asyncio.Protocol):
             text=text,
             hashes=block_hashes(text),
             prompt_tokens=max(1, tokens_of(text)),
-            max_tokens=max(1, int(body.get("max_tokens") or body.get("max_completion_tokens") or 16)),
+            max_tokens=max(
+                1, int(body.get("max_tokens") or body.get("max_completion_tokens") or 16)
+            ),
             seed=int(body.get("seed") or 0),
             stream=stream,
             out=asyncio.Queue(),
