@@ -190,7 +190,7 @@ async def main_async(opts: argparse.Namespace) -> dict[str, Any]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--replicas", type=int, default=4)
-    p.add_argument("--prompts", type=int, default=8, help="P: prompts in the GRPO batch")
+    p.add_argument("--prompts", type=int, default=16, help="P: prompts in the GRPO batch")
     p.add_argument("--group", type=int, default=8, help="G: samples per prompt")
     p.add_argument("--turns", type=int, default=3, help="T: turns per trajectory")
     p.add_argument("--seed", type=int, default=0)
@@ -202,10 +202,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--output-tokens", default="30:250", help="answer per turn, LOW:HIGH")
     p.add_argument("--tool-seconds", default="0.2:2", help="tool run time (simulated), LOW:HIGH")
     p.add_argument("--speed", type=float, default=5.0, help="simulated time per real second")
-    p.add_argument("--kv-tokens", type=int, default=60_000, help="KV cache per replica")
+    p.add_argument("--kv-tokens", type=int, default=24_000, help="KV cache per replica")
     p.add_argument("--max-batch", type=int, default=256, help="running sequences per replica")
     p.add_argument("--python", default=sys.executable, help="runs the gateway")
     p.add_argument("--out", default=str(RESULTS / "rollout-latest"))
+    p.add_argument("--svg-dir", help="also write the plots as SVG files here (docs/img)")
     return p.parse_args(argv)
 
 
@@ -219,6 +220,9 @@ def main() -> None:
     table = rollout_report.markdown(results)
     out.with_suffix(".md").write_text(table)
     out.with_suffix(".html").write_text(rollout_report.html(results))
+    if opts.svg_dir:
+        for name, text in rollout_report.svg_files(results).items():
+            (Path(opts.svg_dir) / name).write_text(text)
     print(table)
     if results["rows"]:
         best = min(results["rows"], key=lambda r: r["makespan_s"])

@@ -115,7 +115,26 @@ def bars(plot_id: str, title: str, unit: str, series: list[tuple[str, float]]) -
     )
 
 
-def html(results: dict[str, Any]) -> str:
+SVG_STYLE = (
+    "".join(line for line in STYLE.splitlines() if line.startswith("svg"))
+    .replace("svg .", ".")
+    .replace("svg.plot", ".plot")
+)
+
+
+def svg_files(results: dict[str, Any]) -> dict[str, str]:
+    """The plots as standalone SVG files (their CSS inside), for docs/img/."""
+    out = {}
+    for chart in charts(results):
+        plot_id = chart.split('id="', 1)[1].split('"', 1)[0]
+        head, rest = chart.split(">", 1)
+        out[f"rollout-{plot_id.removeprefix('plot-')}.svg"] = (
+            f"{head}><style>text{{font:12px sans-serif}}{SVG_STYLE}</style>{rest}"
+        )
+    return out
+
+
+def charts(results: dict[str, Any]) -> list[str]:
     rows = results["rows"]
     names = [f"{r['router']}:{r['policy']}" for r in rows]
 
@@ -123,7 +142,7 @@ def html(results: dict[str, Any]) -> str:
         return [(n, round(r[key] * scale, 3)) for n, r in zip(names, rows, strict=True)]
 
     turns = [(f"{d['router']}:{d['policy']}", d["turn_ms"]) for d in results["details"]]
-    charts = [
+    return [
         bars("plot-makespan", "Batch makespan (lower is better)", "seconds", series("makespan_s")),
         bars("plot-hit", "Prefix-cache hit rate (higher is better)", "% of prompt tokens",
              series("hit_rate", 100)),
@@ -131,6 +150,10 @@ def html(results: dict[str, Any]) -> str:
              series("busiest_share", 100)),
         svg.distribution("plot-turns", "Turn latency", "ms", turns),
     ]  # fmt: skip
+
+
+def html(results: dict[str, Any]) -> str:
+    rows = results["rows"]
     notes = _errors(results)
     parts = [
         "<!doctype html><html lang=en><head><meta charset=utf-8>",
@@ -142,7 +165,7 @@ def html(results: dict[str, Any]) -> str:
         '<h2 id="routers">Routers and policies</h2>',
         html_table(COLUMNS, [_cells(r) for r in rows]),
         '<h2 id="plots">Plots</h2>',
-        '<div class="plots">' + "".join(charts) + "</div>",
+        '<div class="plots">' + "".join(charts(results)) + "</div>",
     ]
     if notes:
         parts.append("<h2>Errors and skipped arms</h2><ul class=notes>"
