@@ -166,7 +166,9 @@ class Pool:
         if strategy == "group_affinity":
             group = opening_key(body)
             trajectory = ctx.session_id.encode() if ctx.session_id else group
-            return self._groups.choose(trajectory, group, candidates, _in_flight, rendezvous_best)
+            return self._groups.choose(
+                trajectory, group, candidates, _in_flight, rendezvous_best, time.monotonic()
+            )
         key = conversation_key(body, ctx)
         if strategy == "consistent_hash":
             return rendezvous_best(key, candidates)

@@ -68,7 +68,7 @@ def reset_engines(urls: list[str]) -> None:
         _get(f"{url}/sim/reset", "POST")
 
 
-def wait_ready(started: routers.Started, timeout: float = 120.0) -> float:
+def wait_ready(started: routers.Started, gateway: bool, timeout: float = 120.0) -> float:
     """Seconds until the router answers a chat request with 200."""
     body = json.dumps(
         {"model": routers.MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
@@ -79,6 +79,15 @@ def wait_ready(started: routers.Started, timeout: float = 120.0) -> float:
     while time.perf_counter() - t0 < timeout:
         if started.proc is not None and not started.proc.alive():
             raise RuntimeError(f"{started.proc.name} exited:\n{started.proc.tail()}")
+        if gateway:
+            # the gateway has its routes once /health answers; a probe conversation would
+            # stay in its placement state (the peers need one: they register workers late)
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5):
+                    return time.perf_counter() - t0
+            except OSError:
+                time.sleep(0.2)
+                continue
         if http_post(port, "/v1/chat/completions", body, timeout=5.0) == 200:
             return time.perf_counter() - t0
         time.sleep(0.2)
@@ -91,7 +100,7 @@ async def run_arm(
 ) -> dict[str, Any]:
     started = routers.start(arm, opts.python, urls, logdir)
     try:
-        wait_ready(started)
+        wait_ready(started, arm.router == "gym-gateway")
         await asyncio.sleep(0.5)  # start-up work done before measuring
         reset_engines(urls)
         pids = started.proc.tree() if started.proc else []

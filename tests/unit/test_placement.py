@@ -32,10 +32,44 @@ def place(policy: GroupAffinity[Rep], reps: list[Rep], traj: str, group: str) ->
 def test_a_group_shares_a_replica_while_it_is_within_the_slack() -> None:
     reps = [Rep("a"), Rep("b"), Rep("c")]
     policy: GroupAffinity[Rep] = GroupAffinity(group_slack=4)
-    homes = {place(policy, reps, f"g1-{i}", "g1") for i in range(5)}
-    assert homes == {reps[0]}  # loads 0..4 above the least loaded: within the slack
-    # the sixth sibling would put it 5 above the least loaded: it opens a second home
-    assert place(policy, reps, "g1-5", "g1") is not reps[0]
+    homes = {place(policy, reps, f"g1-{i}", "g1") for i in range(4)}
+    assert homes == {reps[0]}  # 0..3 busier than the least loaded: under the slack
+    # the fifth sibling would find it 4 busier: it opens a second home for the group
+    second = place(policy, reps, "g1-4", "g1")
+    assert second is not reps[0]
+    assert place(policy, reps, "g1-5", "g1") is second  # and the group follows it there
+    assert policy.homes == {id(second): 1}
+
+
+def test_a_new_group_goes_where_fewest_groups_live() -> None:
+    reps = [Rep("a"), Rep("b")]
+    policy: GroupAffinity[Rep] = GroupAffinity(group_slack=16, move_after=8)
+    place(policy, reps, "g1-0", "g1")  # a: home of g1
+    place(policy, reps, "g2-0", "g2")  # b: home of g2
+    for i in range(1, 4):
+        place(policy, reps, f"g1-{i}", "g1")  # a is 3 busier, still g1's home
+    assert reps[0].load == 4 and reps[1].load == 1
+    # g3 goes to the replica with fewer live groups; both have one: the less loaded wins
+    assert place(policy, reps, "g3-0", "g3") is reps[1]
+    # a replica `move_after` busier than the least loaded takes no new group
+    reps[1].load = 0
+    reps[0].load = 8
+    policy.homes[id(reps[1])] = 5
+    assert place(policy, reps, "g4-0", "g4") is reps[1]
+
+
+def test_siblings_arriving_interleaved_keep_their_groups_whole() -> None:
+    import random
+
+    reps = [Rep(c) for c in "abcd"]
+    policy: GroupAffinity[Rep] = GroupAffinity()
+    arrivals = [(g, i) for g in range(16) for i in range(8)]
+    random.Random(0).shuffle(arrivals)
+    for g, i in arrivals:
+        place(policy, reps, f"g{g}-{i}", f"g{g}")
+    for g in range(16):
+        assert len({policy.replica_of(f"g{g}-{i}".encode()) for i in range(8)}) == 1
+    assert sorted(r.load for r in reps) == [32, 32, 32, 32]
 
 
 def test_groups_spread_by_load() -> None:
@@ -80,6 +114,22 @@ def test_finish_forgets_the_trajectory_and_an_empty_group() -> None:
     assert b"g" in policy.groups
     assert policy.finish(b"t2") is True
     assert b"g" not in policy.groups and not policy.trajectories
+
+
+def test_idle_groups_stop_counting_as_homes_but_trajectories_stay() -> None:
+    reps = [Rep("a"), Rep("b")]
+    policy: GroupAffinity[Rep] = GroupAffinity(idle_s=100)
+
+    def at(now: float, traj: str, group: str) -> Rep:
+        chosen = policy.choose(traj.encode(), group.encode(), reps, lambda r: 0, first_of, now)
+        return chosen
+
+    at(0, "old-1", "old")  # a batch long gone, never finished: home on a
+    assert policy.homes == {id(reps[0]): 1}
+    assert at(50, "new-1", "new") is reps[1]  # a has a live group: b
+    assert at(200, "late-1", "late") is reps[0]  # both groups idle 100 s: a again
+    assert policy.homes == {id(reps[0]): 1}
+    assert at(210, "old-1", "old") is reps[0]  # an expired group's trajectory stays put
 
 
 def test_maps_are_bounded() -> None:
