@@ -274,7 +274,6 @@ class Replica:
             self.running = [r for r in self.running if r.generated < r.max_tokens]
             for req in done:
                 self._finish(req)
-                req.text_out = req.text_out or ""
                 req.out.put_nowait(None)
 
     def _token(self, req: SimRequest) -> None:
