@@ -36,6 +36,8 @@ class ControlPlane:
         # abort callbacks of upstream work in progress
         self._abortable: set[Callable[[], object]] = set()
         self.aborting = False
+        # the last failed engine pause/resume call (OpenAI error shape), None after a success
+        self.engine_error: dict[str, object] | None = None
 
     # -- admission -------------------------------------------------------------------------
     async def admit(self) -> str | None:
@@ -109,4 +111,5 @@ class ControlPlane:
             else math.floor((time.time() - self.paused_since) * 1000) / 1000,
             "in_flight": self.in_flight,
             "policy_version": self.policy_version,
+            "engine_error": self.engine_error,
         }

@@ -464,16 +464,23 @@ class UpstreamHTTP:
         status, _ = await self._bodyless(b"GET", url, timeout)
         return status
 
-    async def post_status(self, url: str, timeout: float = 30.0) -> tuple[int | None, str]:
-        """POST with no body (engine admin endpoints); (status, short text)."""
-        return await self._bodyless(b"POST", url, timeout)
+    async def post_status(
+        self, url: str, timeout: float = 30.0, json_body: dict[str, Any] | None = None
+    ) -> tuple[int | None, str]:
+        """POST with no body, or a small JSON one (engine admin endpoints); (status, short
+        text)."""
+        return await self._bodyless(b"POST", url, timeout, json_body)
 
-    async def _bodyless(self, method: bytes, url: str, timeout: float) -> tuple[int | None, str]:
+    async def _bodyless(
+        self, method: bytes, url: str, timeout: float, json_body: dict[str, Any] | None = None
+    ) -> tuple[int | None, str]:
         """(status, the first 200 characters of the answer) or (None, why)."""
+        data = b"" if json_body is None else orjson.dumps(json_body)
+        head = b"" if json_body is None else b"content-type: application/json\r\n"
         if Target.supports(url):
             limits = Timeouts(connect=timeout, total=timeout)
             try:
-                response = await self.h1.post(Target(url), "", b"", b"", limits, method)
+                response = await self.h1.post(Target(url), "", head, data, limits, method)
                 try:
                     text = (await response.read(self.limits.answer_bytes)).decode(
                         "utf-8", "replace"
@@ -487,7 +494,11 @@ class UpstreamHTTP:
 
         try:
             async with self.session.request(
-                method.decode(), url, timeout=aiohttp.ClientTimeout(total=timeout)
+                method.decode(),
+                url,
+                data=data or None,
+                headers={"content-type": "application/json"} if json_body is not None else None,
+                timeout=aiohttp.ClientTimeout(total=timeout),
             ) as r:
                 return r.status, (await r.text())[:200]
         except (aiohttp.ClientError, TimeoutError) as exc:

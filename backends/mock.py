@@ -2,13 +2,18 @@
 
 It echoes the last user message (or a configured reply), one token per whitespace-separated
 word, honours `max_tokens`/`max_completion_tokens` with `finish_reason: "length"`, counts
-usage for real, and when `tool_choice` forces a tool it calls it with arguments built from the
-tool's JSON schema. Streaming sends the same answer word by word.
+usage for real, and plays a one-step agent: when `tool_choice` forces a tool, or tools are
+offered with `tool_choice` auto and the last message is the user's, it calls a tool with
+arguments built from the tool's JSON schema; after tool results it answers in text saying
+what each tool returned. Images and files in the user's message are described (media type,
+size, sha256 prefix). Streaming sends the same answer word by word.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import hashlib
 import math
 import time
@@ -23,6 +28,7 @@ from gateway.config import RouteConfig
 from gateway.context import RequestContext
 from gateway.errors import GatewayError, InvalidRequest
 from gateway.fidelity import ParamTable, apply_table, table_from_config
+from gateway.translate import ChatDialect
 
 _MAX_ITEMS = 64  # longest array example_from_schema builds
 _INT64 = 2**63
@@ -115,7 +121,96 @@ def _forced_tool(body: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
+def _function_tools(body: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        t["function"]
+        for t in body.get("tools") or []
+        if isinstance(t, dict) and isinstance(t.get("function"), dict)
+    ]
+
+
+def _agent_tool(body: dict[str, Any], messages: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """With `tool_choice` auto (or unset) and tools offered, the tool to call when the last
+    message is the user's: the first tool the message mentions (its name, or a word of four
+    letters or more of it: `get_weather` is mentioned by "weather"), else the first tool."""
+    tools = _function_tools(body)
+    if not tools or body.get("tool_choice") not in (None, "auto"):
+        return None
+    if not messages or messages[-1].get("role") != "user":
+        return None
+    said = text_of(messages[-1].get("content")).lower()
+    for tool in tools:
+        name = str(tool.get("name") or "").lower()
+        words = [w for w in re.split(r"[_\-\s.]+", name) if len(w) >= 4]
+        if name and (name in said or any(w in said for w in words)):
+            return tool
+    return tools[0]
+
+
+def _tool_results(messages: list[dict[str, Any]]) -> str | None:
+    """`The tool NAME returned: …` for the tool messages that end the conversation."""
+    names = {
+        call.get("id"): (call.get("function") or {}).get("name")
+        for m in messages
+        if m.get("role") == "assistant"
+        for call in m.get("tool_calls") or ()
+        if isinstance(call, dict)
+    }
+    results = []
+    for m in reversed(messages):
+        if m.get("role") != "tool":
+            break
+        name = names.get(m.get("tool_call_id")) or "tool"
+        results.append(f"The tool {name} returned: {text_of(m.get('content'))}")
+    return " ".join(reversed(results)) if results else None
+
+
+def _describe_data(url: str) -> str:
+    """`image/png, 802 bytes, sha256 1a2b3c4d5e6f` for a data: URL; `at URL` otherwise."""
+    if not url.startswith("data:"):
+        return f"at {url}"
+    head, _, payload = url[5:].partition(",")
+    media = head.split(";")[0] or "text/plain"
+    try:
+        raw = base64.b64decode(payload, validate=True) if ";base64" in head else payload.encode()
+    except (binascii.Error, ValueError):
+        raw = payload.encode()
+    return f"{media}, {len(raw)} bytes, sha256 {hashlib.sha256(raw).hexdigest()[:12]}"
+
+
+def describe_media(content: Any) -> str:
+    """What the mock saw besides text in a message: images and files, deterministically."""
+    if not isinstance(content, list):
+        return ""
+    seen = []
+    for part in content:
+        if not isinstance(part, dict):
+            continue
+        if part.get("type") == "image_url":
+            image = part.get("image_url")
+            url = image.get("url") if isinstance(image, dict) else image
+            if isinstance(url, str):
+                seen.append(f"an image ({_describe_data(url)})")
+        elif part.get("type") == "file" and isinstance(part.get("file"), dict):
+            file = part["file"]
+            name = file.get("filename") or file.get("file_id") or "unnamed"
+            data = file.get("file_data")
+            if isinstance(data, str) and not data.startswith("data:"):
+                data = "data:application/octet-stream;base64," + data
+            detail = f", {_describe_data(data)}" if isinstance(data, str) else ""
+            seen.append(f"a file {name}{detail}")
+        elif part.get("type") == "input_audio":
+            seen.append("an audio clip")
+    return f"(I saw {'; '.join(seen)}.)" if seen else ""
+
+
+#: The mock reads what OpenAI Chat accepts: file parts too (the other open-engine defaults).
+MOCK_DIALECT = ChatDialect(file_parts=True)
+
+
 class MockDriver(Driver):
+    dialect = MOCK_DIALECT
+
     def __init__(self, route: RouteConfig) -> None:
         super().__init__(route)
         # `mock.params` lets a route play a provider that drops or clamps parameters.
@@ -142,7 +237,7 @@ class MockDriver(Driver):
         prompt_tokens = sum(len(WORD.findall(text_of(m.get("content")))) for m in messages)
         digest = hashlib.sha256(orjson.dumps(messages, option=orjson.OPT_SORT_KEYS)).hexdigest()
         limit = body.get("max_completion_tokens") or body.get("max_tokens")
-        tool = _forced_tool(body)
+        tool = _forced_tool(body) or _agent_tool(body, messages)
         if tool is not None:
             arguments = orjson.dumps(example_from_schema(tool.get("parameters") or {})).decode()
             call = {
@@ -160,8 +255,11 @@ class MockDriver(Driver):
             }
         reply = self.route.mock.reply
         if reply is None:
+            reply = _tool_results(messages)
+        if reply is None:
             user = [m for m in messages if m.get("role") == "user"]
-            reply = text_of(user[-1].get("content")) if user else ""
+            content = user[-1].get("content") if user else ""
+            reply = " ".join(filter(None, (text_of(content), describe_media(content))))
         # a stream sends one choice (index 0); the JSON answer holds n copies
         choices = 1 if body.get("stream") else choice_count(body)
         if not isinstance(limit, int):  # the whole reply: refuse before splitting it

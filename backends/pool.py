@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from backends.placement import GroupAffinity
 from gateway.context import RequestContext
 from gateway.errors import GatewayError
 from gateway.policies import PoolPolicy
@@ -71,6 +72,12 @@ def conversation_key(body: dict[str, Any], ctx: RequestContext) -> bytes:
     the system prompt / instructions and the first user turn."""
     if ctx.session_id:
         return ctx.session_id.encode()
+    return opening_key(body)
+
+
+def opening_key(body: dict[str, Any]) -> bytes:
+    """The conversation's stable opening: model, system prompt / instructions, first user
+    turn. The samples of one GRPO group share it, whatever their session ids."""
     opening: list[Any] = [body.get("model"), body.get("instructions")]
     turns = body.get("messages")
     if turns is None:
@@ -103,6 +110,10 @@ def rendezvous_best(key: bytes, replicas: list[Replica]) -> Replica:
     return max(replicas, key=lambda r: _weight(key, r))
 
 
+def _in_flight(replica: Replica) -> int:
+    return replica.in_flight
+
+
 @dataclass(slots=True)
 class _Waiter:
     future: asyncio.Future[None]
@@ -116,6 +127,7 @@ class Pool:
     _rr: int = 0
     _sticky: OrderedDict[bytes, Replica] = field(default_factory=OrderedDict)
     _waiters: deque[_Waiter] = field(default_factory=deque)
+    _groups: GroupAffinity[Replica] = field(default_factory=GroupAffinity)
     in_flight: int = 0
     # One sentence telling a user how to bring this route's engine up (family-specific).
     start_hint: str = ""
@@ -167,6 +179,12 @@ class Pool:
         if strategy == "least_loaded":
             low = min(r.in_flight for r in candidates)
             return random.choice([r for r in candidates if r.in_flight == low])
+        if strategy == "group_affinity":
+            group = opening_key(body)
+            trajectory = ctx.session_id.encode() if ctx.session_id else group
+            return self._groups.choose(
+                trajectory, group, candidates, _in_flight, rendezvous_best, time.monotonic()
+            )
         key = conversation_key(body, ctx)
         if strategy == "consistent_hash":
             return rendezvous_best(key, candidates)
@@ -183,6 +201,10 @@ class Pool:
         if len(self._sticky) > STICKY_CACHE_SIZE:
             self._sticky.popitem(last=False)
         return chosen
+
+    def finish_session(self, session_id: str) -> bool:
+        """A trajectory ended (group_affinity): forget its placement; False if unknown."""
+        return self._groups.finish(session_id.encode())
 
     def _none_available(self, now: float) -> GatewayError:
         """Every replica is ejected or full. Say which upstreams, at which address, and why;

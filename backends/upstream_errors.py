@@ -37,11 +37,25 @@ class _HasContentType(Protocol):
 
 
 class UpstreamError(GatewayError):
-    """An error the upstream answered; `doc` is its parsed body, for family hooks."""
+    """An error the upstream answered; `doc` is its parsed body, for family hooks.
 
-    def __init__(self, *args: Any, doc: Any = None, **kwargs: Any) -> None:
+    `upstream_code`: the engine's own integer `code` (SGLang and vLLM echo the HTTP status
+    there, Gemini its status number), kept as `error.upstream_code` because OpenAI's `code`
+    is a string or null.
+    """
+
+    def __init__(
+        self, *args: Any, doc: Any = None, upstream_code: int | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.doc = doc
+        self.upstream_code = upstream_code
+
+    def body(self) -> dict[str, Any]:
+        body = super().body()
+        if self.upstream_code is not None:
+            body["error"]["upstream_code"] = self.upstream_code
+        return body
 
 
 def _first_error(doc: Any) -> tuple[str | None, Any, Any, Any]:
@@ -89,8 +103,9 @@ def normalize_upstream_error(
         message,
         type=etype,
         param=param if isinstance(param, str) else None,
-        code=code if isinstance(code, (str, int)) else None,
+        code=code if isinstance(code, str) else None,
         doc=doc,
+        upstream_code=code if isinstance(code, int) and not isinstance(code, bool) else None,
     )
     mark_context_overflow(exc)
     if exc.status == 429:
@@ -106,7 +121,7 @@ def mark_context_overflow(exc: GatewayError) -> None:
     exc.status = 400
     if "context length" not in exc.message.lower():
         exc.message = f"The input exceeds the model's context length: {exc.message}"
-    if exc.code is None or isinstance(exc.code, int):  # vLLM echoes the HTTP status as code
+    if exc.code is None or isinstance(exc.code, int):  # engines echo the HTTP status as code
         exc.code = "context_length_exceeded"
 
 

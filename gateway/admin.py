@@ -42,20 +42,51 @@ async def _optional_json(request: Request) -> dict[str, Any]:
     return await read_json_body(request, 64 * 1024)
 
 
-async def _fan_out(gateway: Gateway, path: str) -> list[dict[str, Any]]:
-    """Call each engine replica's own endpoint on routes with `engine_control: true`."""
-    calls, where = [], []
+def _engine_targets(gateway: Gateway) -> list[tuple[str, Any, str]]:
+    """(route, driver, replica origin) for each replica of a route with `engine_control`."""
+    out = []
     for name, upstream in upstreams(gateway):
         if not gateway.router.routes[name].engine_control:
             continue
+        driver = gateway.router.drivers[name]
         for replica in upstream.pool.replicas:
-            calls.append(gateway.http.post_status(replica.origin + path))
-            where.append((name, replica.origin))
-    results = await asyncio.gather(*calls)
-    return [
-        {"route": name, "upstream": origin, "status": status, "detail": detail}
-        for (name, origin), (status, detail) in zip(where, results, strict=True)
-    ]
+            out.append((name, driver, replica.origin))
+    return out
+
+
+async def _call_engines(
+    gateway: Gateway, targets: list[tuple[str, Any, str]], which: str, mode: str | None = None
+) -> list[dict[str, Any]]:
+    """POST each replica's own pause (`which="pause"`) or resume endpoint, in its family's
+    terms (the driver's pause_call / resume_call); `ok` says whether the engine took it."""
+
+    async def one(name: str, driver: Any, origin: str) -> dict[str, Any]:
+        make = getattr(driver, f"{which}_call", None)
+        if make is None:
+            why = f"backend '{driver.route.backend}' has no engine {which} call"
+            return {"route": name, "upstream": origin, "ok": False, "status": None,
+                    "detail": why}  # fmt: skip
+        call = make(mode) if which == "pause" else make()
+        status, detail = await gateway.http.post_status(origin + call.path, json_body=call.body)
+        return {"route": name, "upstream": origin, "call": call.path, "body": call.body,
+                "ok": status is not None and 200 <= status < 300, "status": status,
+                "detail": detail}  # fmt: skip
+
+    return list(await asyncio.gather(*(one(*t) for t in targets)))
+
+
+def _engine_error(action: str, engines: list[dict[str, Any]]) -> dict[str, Any] | None:
+    failed = [e for e in engines if not e["ok"]]
+    if not failed:
+        return None
+    where = ", ".join(f"{e['upstream']}{e.get('call', '')} ({e['status'] or e['detail']})"
+                      for e in failed)  # fmt: skip
+    return {
+        "message": f"{len(failed)} of {len(engines)} engine replicas did not {action}: {where}",
+        "type": "upstream_error",
+        "param": None,
+        "code": f"engine_{action}_failed",
+    }
 
 
 async def pause(request: Request) -> Response:
@@ -67,18 +98,46 @@ async def pause(request: Request) -> Response:
     timeout = body.get("timeout_s", 600)
     if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout < 0:
         raise InvalidRequest("timeout_s must be a number >= 0", param="timeout_s")
-    engines_task = asyncio.ensure_future(_fan_out(gateway, f"/pause?mode={mode}"))
+    targets = _engine_targets(gateway)
+    # families whose engine call waits for the gateway's drain go after it (SGLang's `wait`)
+    now = [t for t in targets if not _after_drain(t[1], mode)]
+    later = [t for t in targets if _after_drain(t[1], mode)]
+    engines_task = asyncio.ensure_future(_call_engines(gateway, now, "pause", mode))
     result = await gateway.control.pause(mode, float(timeout))
-    result["engines"] = await engines_task
+    engines = await engines_task + await _call_engines(gateway, later, "pause", mode)
+    result["engines"] = engines
+    error = _engine_error("pause", engines)
+    if error is not None:
+        # never report a pause the engines did not make: undo it and say why
+        paused = [(e["route"], gateway.router.drivers[e["route"]], e["upstream"])
+                  for e in engines if e["ok"]]  # fmt: skip
+        undone = await _call_engines(gateway, paused, "resume")
+        gateway.control.resume()
+        gateway.control.engine_error = error
+        log.warning("pause failed at the engines, undone: %s", error["message"])
+        answer = {"error": error, "paused": False, "mode": mode, "engines": engines,
+                  "undone": undone}  # fmt: skip
+        return json_response(answer, status=502)
+    gateway.control.engine_error = None
     log.info("paused (mode %s): %s", mode, result)
     return json_response(result)
 
 
+def _after_drain(driver: Any, mode: str) -> bool:
+    make = getattr(driver, "pause_call", None)
+    return bool(make is not None and make(mode).after_drain)
+
+
 async def resume(request: Request) -> Response:
     gateway: Gateway = request.app.state.gateway
-    engines = await _fan_out(gateway, "/resume")
+    engines = await _call_engines(gateway, _engine_targets(gateway), "resume")
     result = gateway.control.resume()
     result["engines"] = engines
+    error = _engine_error("resume", engines)
+    gateway.control.engine_error = error
+    if error is not None:
+        log.warning("resumed; %s", error["message"])
+        return json_response({"error": error, **result}, status=502)
     log.info("resumed: %s", result)
     return json_response(result)
 

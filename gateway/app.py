@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from backends.http import AnswerLimits, UpstreamHTTP
@@ -27,6 +27,8 @@ from gateway import (
     endpoints,
     engine_endpoints,
     responses_api,
+    responses_crud,
+    responses_ws,
 )
 from gateway.auth import Authenticator
 from gateway.config import CONFIG_ENV, GatewayConfig, RouteConfig, load_config
@@ -60,6 +62,16 @@ class Gateway(GatewayState):
         self.started = time.time()
         self.reloader: Reloader | None = None  # set by create_app
         self.install(self.derive(config))
+        # stored responses and the compaction key (docs/responses.md); a reload keeps them
+        from gateway.compaction import Sealer
+        from gateway.responses_store import open_store
+
+        self.responses_store = open_store(config)
+        secret = config.responses.compaction_key
+        self.sealer = Sealer(
+            secret=secret.get_secret_value() if secret else None,
+            state_dir=config.server.state_path,
+        )
         # managed local engines (route `launch`): started in the lifespan; a reload keeps them
         self.engines: Any = None
         if any(r.launch is not None for r in config.models):
@@ -109,6 +121,8 @@ class Gateway(GatewayState):
             await self.reloader.aclose()
         await close_parts({"router": self.router, "recording": self.recording})
         await self.http.aclose()
+        if self.responses_store is not None:
+            await self.responses_store.aclose()
         if self.engines is not None:
             await self.engines.stop()
 
@@ -254,6 +268,18 @@ def create_app(
         [
             Route("/v1/chat/completions", endpoints.chat_completions, methods=["POST"]),
             Route("/v1/responses", responses_api.create_response, methods=["POST"]),
+            WebSocketRoute("/v1/responses", responses_ws.responses_websocket),
+            Route("/v1/responses/compact", responses_crud.compact, methods=["POST"]),
+            Route(
+                "/v1/responses/{response_id}",
+                responses_crud.stored_response,
+                methods=["GET", "DELETE"],
+            ),
+            Route(
+                "/v1/responses/{response_id}/input_items",
+                responses_crud.list_input_items,
+                methods=["GET"],
+            ),
             Route("/v1/completions", engine_endpoints.completions, methods=["POST"]),
             Route("/tokenize", engine_endpoints.tokenize, methods=["POST"]),
             Route("/detokenize", engine_endpoints.detokenize, methods=["POST"]),

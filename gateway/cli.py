@@ -64,6 +64,9 @@ def serve(
         timeout_graceful_shutdown=server.shutdown_grace_s,
         log_config=None,  # our handler (JSON or text) on the root logger serves uvicorn too
         server_header=False,
+        # WebSocket mode (docs/responses.md): per-message deflate cost ~35 µs of CPU per event
+        # (a third of a mock turn's); gateway clients are on a LAN or loopback
+        ws_per_message_deflate=False,
     )
     if server.workers > 1:
         # Each worker process loads the same config from the environment.

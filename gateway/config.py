@@ -109,6 +109,18 @@ class ServerConfig(_Strict):
     record_bodies: bool = Field(False, description="also write request and answer bodies")
     record_max_bytes: int = Field(0, ge=0, description="rotate past this size; 0 = never")
     record_keep: int = Field(3, ge=0, description="rotated files kept (FILE.1 … FILE.N)")
+    state_dir: str | None = Field(
+        None,
+        description="where the gateway keeps state across restarts (stored responses, the "
+        "compaction key); null = $XDG_STATE_HOME/gym-gateway or ~/.local/state/gym-gateway",
+    )
+
+    @functools.cached_property
+    def state_path(self) -> Path:
+        if self.state_dir:
+            return Path(self.state_dir).expanduser()
+        base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+        return Path(base) / "gym-gateway"
 
 
 class Timeouts(_Strict):
@@ -246,6 +258,10 @@ class RouteConfig(PoolPolicy):
             self._check_litellm()
         elif self.base_url is not None or self.base_urls:
             raise ValueError("base_url has no meaning for backend 'mock'")
+        if self.backend == "sglang" and "path" not in self.health.model_fields_set:
+            # SGLang's /health runs a generation (a cost every poll) and blocks while a refit
+            # pause holds generation, which would eject every replica; /ping does neither
+            object.__setattr__(self, "health", self.health.model_copy(update={"path": "/ping"}))
         if self.launch is not None and self.backend not in LAUNCH_BACKENDS:
             raise ValueError(
                 f"launch: backend '{self.backend}' is not a local engine; "
@@ -309,6 +325,28 @@ class RouteConfig(PoolPolicy):
         return self.upstream_model or self.name
 
 
+class ResponsesConfig(_Strict):
+    """Stateful Responses (docs/responses.md, "Stored responses, WebSocket mode, compaction")."""
+
+    store: Literal["auto", "sqlite", "redis", "memory", "off"] = Field(
+        "auto",
+        description="where `store: true` responses go; auto = the cluster's Redis when a "
+        "`cluster:` block is set, else sqlite; off = every request stateless",
+    )
+    store_path: str | None = Field(None, description="SQLite file; null = STATE_DIR/responses.db")
+    max_bytes: int = Field(
+        1024**3, ge=0, description="oldest responses are deleted past this total; 0 = no limit"
+    )
+    max_age_s: float = Field(
+        30 * 86400, gt=0, description="responses older than this are deleted (OpenAI keeps 30 d)"
+    )
+    ws_max_age_s: float = Field(3600, gt=0, description="a WebSocket connection's age cap")
+    compaction_key: SecretStr | None = Field(
+        None, description="secret that seals /v1/responses/compact output; null = a key "
+        "generated once and kept in STATE_DIR/compaction.key",
+    )  # fmt: skip
+
+
 class GatewayConfig(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="GYM_GATEWAY_", env_nested_delimiter="__", extra="forbid", frozen=True
@@ -316,6 +354,7 @@ class GatewayConfig(BaseSettings):
 
     server: ServerConfig = Field(default_factory=ServerConfig)
     models: list[RouteConfig] = Field(min_length=1)
+    responses: ResponsesConfig = Field(default_factory=ResponsesConfig)
 
     @model_validator(mode="after")
     def _check_keys(self) -> GatewayConfig:

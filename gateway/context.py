@@ -31,6 +31,8 @@ class RequestContext:
     # the client's x-session-id (sticky replica choice), the trainer's policy version
     session_id: str | None = None
     policy_version: str | None = None
+    # every weight version one generation spanned (gateway/weight_version.py), else None
+    policy_versions: list[str] | None = None
     # the authenticated gateway key's name and the routes it may use (None = all)
     key_name: str | None = None
     allowed_routes: frozenset[str] | None = None

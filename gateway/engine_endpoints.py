@@ -25,7 +25,13 @@ from gateway.relay import (
     until_disconnect,
 )
 from gateway.request_io import json_response, read_json_body
-from gateway.validation import COMPLETIONS_RANGES, check_model, check_params, check_ranges
+from gateway.validation import (
+    COMPLETIONS_RANGES,
+    check_completions_params,
+    check_model,
+    check_ranges,
+)
+from gateway.weight_version import stamp_engine_version
 
 
 async def _route(request: Request) -> tuple[dict[str, Any], str, Driver, RequestContext]:
@@ -69,7 +75,7 @@ def _check_prompt(body: dict[str, Any]) -> None:
         raise InvalidRequest(
             "'prompt' is required: a string, a list of strings, or token ids", param="prompt"
         )
-    check_params(body)
+    check_completions_params(body)
     check_ranges(body, COMPLETIONS_RANGES)
 
 
@@ -93,5 +99,6 @@ async def completions(request: Request) -> Response:
         exc.headers = {**ctx.response_headers, **exc.headers}
         raise
     answer["model"] = model
+    stamp_engine_version(answer, ctx)  # x-policy-version: the engine's, where it says
     ctx.note_usage(answer.get("usage"))
     return json_response(answer, headers=ctx.response_headers or None)

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 REQUEST_ID_HEADER = b"x-request-id"
 SESSION_ID_HEADER = b"x-session-id"
 POLICY_HEADER = b"x-policy-version"
+POLICY_VERSIONS_HEADER = b"x-policy-versions"
 # Generation endpoints: admitted through the control plane (pause/resume, policy version).
 GENERATION_PATHS = frozenset({"/v1/chat/completions", "/v1/responses", "/v1/completions"})
 _MAX_ID_LEN = 200
@@ -119,13 +120,17 @@ class ObserveMiddleware:
             return
 
         extra_headers = [(REQUEST_ID_HEADER, request_id.encode())]
-        if ctx.policy_version is not None:
-            extra_headers.append((POLICY_HEADER, ctx.policy_version.encode()))
 
         async def send_observed(message: Message) -> None:
             if message["type"] == "http.response.start":
                 ctx.status = message["status"]
-                message["headers"] = [*message.get("headers", []), *extra_headers]
+                # read now: a JSON answer may have set the engine's own weight version
+                policy = []
+                if ctx.policy_version is not None:
+                    policy.append((POLICY_HEADER, ctx.policy_version.encode()))
+                if ctx.policy_versions is not None:
+                    policy.append((POLICY_VERSIONS_HEADER, ",".join(ctx.policy_versions).encode()))
+                message["headers"] = [*message.get("headers", []), *extra_headers, *policy]
             await send(message)
 
         try:

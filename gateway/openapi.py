@@ -185,6 +185,8 @@ SCHEMAS: dict[str, Schema] = {
                 "description": "a string, a list of strings, or token ids",
             },
             **{n: _nullable(s) for n, s in _ranged(CHAT_PARAMS, COMPLETIONS_RANGES).items()},
+            # the legacy API's logprobs: how many alternatives per token
+            "logprobs": _nullable({"type": "integer", "minimum": 0, "maximum": 5}),
         },
         ["model", "prompt"],
     ),
@@ -272,6 +274,8 @@ def _operation(
 
 ALL_ERRORS = tuple(ERRORS)
 ADMIN_ERRORS = ("400", "401", "403", "413", "431", "500")
+# pause/resume with engine_control: an engine replica refused or was unreachable
+ENGINE_CONTROL_ERRORS = (*ADMIN_ERRORS, "502")
 
 
 def gateway_paths() -> dict[str, Schema]:
@@ -367,13 +371,15 @@ def gateway_paths() -> dict[str, Schema]:
             "post": _operation(
                 "pause generation for a weight update (mode wait|keep|abort, timeout_s)",
                 admin_answer,
-                ADMIN_ERRORS,
+                ENGINE_CONTROL_ERRORS,
                 _body("AdminPause", required=False),
                 tag="admin",
             )
         },
         "/admin/resume": {
-            "post": _operation("resume generation", admin_answer, ADMIN_ERRORS, tag="admin")
+            "post": _operation(
+                "resume generation", admin_answer, ENGINE_CONTROL_ERRORS, tag="admin"
+            )
         },
         "/admin/status": {
             "get": _operation("control-plane state", admin_answer, ADMIN_ERRORS, tag="admin")
@@ -400,6 +406,87 @@ SCHEMAS["AdminPause"] = _obj(
 SCHEMAS["AdminPolicyVersion"] = _obj({"version": {"type": ["string", "integer", "null"]}})
 
 
+SCHEMAS["CompactRequest"] = _obj(
+    {
+        "model": MODEL,
+        "input": _nullable({"anyOf": [STRING, {"type": "array", "items": OBJECT}]}),
+        "previous_response_id": _nullable(STRING),
+        "instructions": _nullable(STRING),
+        "prompt_cache_key": _nullable(STRING),
+    },
+    ["model"],
+)
+SCHEMAS["CompactResource"] = _obj(
+    {
+        "id": STRING,
+        "object": {"const": "response.compaction"},
+        "created_at": NUMBER,
+        "output": {"type": "array", "items": OBJECT},
+        "usage": OBJECT,
+    },
+    ["id", "object", "created_at", "output", "usage"],
+)
+SCHEMAS["ResponseDeleted"] = _obj(
+    {"id": STRING, "object": {"const": "response.deleted"}, "deleted": BOOLEAN},
+    ["id", "object", "deleted"],
+)
+SCHEMAS["InputItemList"] = _obj(
+    {
+        "object": {"const": "list"},
+        "data": {"type": "array", "items": OBJECT},
+        "first_id": _nullable(STRING),
+        "last_id": _nullable(STRING),
+        "has_more": BOOLEAN,
+    },
+    ["object", "data", "has_more"],
+)
+
+
+def stored_response_paths() -> dict[str, Schema]:
+    """Stored responses and compaction (gateway/responses_crud.py, docs/responses.md)."""
+    response_id = {"name": "response_id", "in": "path", "required": True, "schema": STRING}
+    stored_errors = ("400", "404", *AUTH_ERRORS)
+    listing = [
+        response_id,
+        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1,
+                                                    "maximum": 100}},
+        {"name": "order", "in": "query", "schema": {"enum": ["asc", "desc"]}},
+        {"name": "after", "in": "query", "schema": STRING},
+    ]  # fmt: skip
+    return {
+        "/v1/responses/compact": {
+            "post": _operation(
+                "seal a conversation into one `compaction` item only this gateway can open",
+                _answer("the compacted output", "CompactResource"),
+                ("400", "404", "413", *AUTH_ERRORS),
+                _body("CompactRequest"),
+            )
+        },
+        "/v1/responses/{response_id}": {
+            "get": {
+                **_operation("a stored response", _answer("it", "Response"), stored_errors),
+                "parameters": [response_id],
+            },
+            "delete": {
+                **_operation(
+                    "delete a stored response", _answer("gone", "ResponseDeleted"), stored_errors
+                ),
+                "parameters": [response_id],
+            },
+        },
+        "/v1/responses/{response_id}/input_items": {
+            "get": {
+                **_operation(
+                    "the input items a stored response was prompted with",
+                    _answer("a page of items", "InputItemList"),
+                    stored_errors,
+                ),
+                "parameters": listing,
+            }
+        },
+    }
+
+
 def extended_openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
     """A replacement for `app.openapi`: FastAPI's document plus the gateway's own paths, built
     at each call (cheap, rare) so that `model` lists the routes of the current config."""
@@ -415,7 +502,7 @@ def extended_openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
             **SCHEMAS,
             "ModelName": names,
         }
-        paths = {**gateway_paths(), **(base.get("paths") or {})}
+        paths = {**gateway_paths(), **stored_response_paths(), **(base.get("paths") or {})}
         return {**base, "paths": paths, "components": components}
 
     return openapi

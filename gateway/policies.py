@@ -10,7 +10,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Strategy = Literal["sticky_least_loaded", "least_loaded", "round_robin", "consistent_hash"]
+Strategy = Literal[
+    "sticky_least_loaded", "least_loaded", "round_robin", "consistent_hash", "group_affinity"
+]
 FallbackOn = Literal["error", "context_overflow", "rate_limit"]
 
 

@@ -18,6 +18,7 @@ from gateway.context import RequestContext
 from gateway.errors import GatewayError
 from gateway.request_io import json_response
 from gateway.sse import DONE_FRAME, frame_data, frame_json
+from gateway.weight_version import stamp_engine_version
 
 log = logging.getLogger("gateway.relay")
 T = TypeVar("T")
@@ -227,11 +228,20 @@ async def relay_chat_stream(
         await stream.aclose()
 
 
-def answer_json(answer: dict[str, Any], ctx: RequestContext, usage: Any = None) -> Response:
-    """The end of every JSON answer: the trainer's policy version, the recording, usage for
-    logs and metrics (`usage` when it came from another body than the answer's)."""
-    if ctx.policy_version is not None:  # the trainer's weights version (docs/scaling.md)
+def answer_json(
+    answer: dict[str, Any],
+    ctx: RequestContext,
+    usage: Any = None,
+    engine_answer: dict[str, Any] | None = None,
+) -> Response:
+    """The end of every JSON answer: the policy version (the engine's when `engine_answer`,
+    default `answer`, reports one; else the trainer's), the recording, usage for logs and
+    metrics (`usage` when it came from another body than the answer's)."""
+    stamp_engine_version(answer if engine_answer is None else engine_answer, ctx)
+    if ctx.policy_version is not None:  # the weights version (docs/scaling.md)
         answer["policy_version"] = ctx.policy_version
+    if ctx.policy_versions is not None:  # one generation spanned a refit
+        answer["policy_versions"] = ctx.policy_versions
     if ctx.recorder is not None:
         ctx.answer_body = answer
     ctx.note_usage(usage if usage is not None else answer.get("usage"))

@@ -58,12 +58,25 @@ def check_model(body: dict[str, Any]) -> str:
     return model
 
 
-def check_params(body: dict[str, Any]) -> None:
-    for name, (ok, what) in _CHECKS.items():
+# The legacy Completions API: `logprobs` is how many top alternatives to return (0-5).
+_COMPLETIONS_CHECKS = {
+    **_CHECKS,
+    "logprobs": (lambda v: _is_int(v) and 0 <= v <= 5, "an integer from 0 to 5"),
+}
+
+
+def check_params(
+    body: dict[str, Any], checks: dict[str, tuple[Callable[[Any], bool], str]] = _CHECKS
+) -> None:
+    for name, (ok, what) in checks.items():
         if name in body:
             value = body[name]
             if value is not None and not ok(value):
                 raise InvalidRequest(f"'{name}' must be {what}", param=name)
+
+
+def check_completions_params(body: dict[str, Any]) -> None:
+    check_params(body, _COMPLETIONS_CHECKS)
 
 
 def check_chat_body(body: dict[str, Any]) -> str:

@@ -24,9 +24,12 @@ class GatewayProcess:
             config.write_text(config_text)
             args += ["--config", str(config)]
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        # stored responses and the compaction key go to the test's directory, not $HOME
+        state = {"GYM_GATEWAY_SERVER__STATE_DIR": str(workdir / f"state-{self.port}")}
         self.proc = subprocess.Popen(
-            args, stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
-        )
+            args, stdout=self._log, stderr=subprocess.STDOUT,
+            env={**state, **os.environ, **(env or {})},
+        )  # fmt: skip
 
     def wait_ready(self, timeout: float = 20.0) -> GatewayProcess:
         deadline = time.monotonic() + timeout

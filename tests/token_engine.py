@@ -15,8 +15,9 @@ shifts positions in later renders). The upstream model name picks the behaviour:
   toy-no-ids       vLLM that never echoes token ids
   toy-window       a template that keeps only the last 3 messages once a user turn ends the
                    conversation (P3: the rendered history is not monotonic, no splice exists)
-  sg-toy           SGLang shapes: input_ids, return_prompt_token_ids / return_token_ids on
-                   the choice, text log-prob tokens, no render endpoint
+  sg-toy           SGLang 0.5.23 shapes (as the real server answered, tests/wire/sglang.py):
+                   input_ids, `prompt_token_ids` and `response_token_ids` on the choice,
+                   text log-prob tokens, `metadata.weight_version(s)`, no render endpoint
 """
 
 from __future__ import annotations
@@ -327,11 +328,15 @@ class ToyEngine:
         if body.get("stream") and (
             body.get("return_token_ids") or body.get("return_prompt_token_ids")
         ):
-            message = "return_token_ids is not supported with streaming"
-            return web.json_response(
-                {"object": "error", "message": message, "type": "BadRequestError", "code": 400},
-                status=400,
+            message = (  # SGLang 0.5.23's words
+                "return_token_ids is not supported with streaming on /v1/chat/completions. "
+                "Please set stream=false when using return_token_ids=true."
             )
+            return web.json_response(
+                {"object": "error", "message": message, "type": "BadRequest", "param": None,
+                 "code": 400},
+                status=400,
+            )  # fmt: skip
         messages = list(body["messages"])
         if messages and messages[-1].get("role") == "assistant":  # SGLang's trailing-assistant rule
             messages[-1] = {"role": "user", "content": _text(messages[-1].get("content"))}
@@ -344,22 +349,30 @@ class ToyEngine:
             "finish_reason": finish,
             "matched_stop": IM_END if generated[-1] == IM_END else None,
         }
-        if body.get("return_token_ids"):
-            choice["token_ids"] = generated
         if body.get("return_prompt_token_ids") or body.get("return_token_ids"):
             choice["prompt_token_ids"] = prompt
+        if body.get("return_token_ids"):  # SGLang's name on chat choices (0.5.23)
+            choice["response_token_ids"] = generated
         choice["message"].pop("reasoning", None)
+        n = len(generated)
         return web.json_response(
             {
-                "id": "sg-toy-1",
+                "id": "6d35e99ea5df456ea4a72c4747dcc428",
                 "object": "chat.completion",
                 "created": 1_700_000_000,
                 "model": body["model"],
                 "choices": [choice],
                 "usage": {
                     "prompt_tokens": len(prompt),
-                    "completion_tokens": len(generated),
-                    "total_tokens": len(prompt) + len(generated),
+                    "total_tokens": len(prompt) + n,
+                    "completion_tokens": n,
+                    "prompt_tokens_details": None,
+                    "reasoning_tokens": 0,
+                    "completion_tokens_details": None,
+                },
+                "metadata": {
+                    "weight_version": "default",
+                    "weight_versions": [{"version": "default", "start": 0, "end": n}],
                 },
             }
         )

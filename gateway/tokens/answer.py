@@ -49,8 +49,10 @@ def prompt_ids_of(answer: dict[str, Any]) -> list[int] | None:
 def extract_bundle(answer: dict[str, Any], need_logprobs: bool = True) -> dict[str, list]:
     """`prompt_token_ids`, `generation_token_ids`, `generation_log_probs` from an answer.
 
-    Generation ids come from `choices[0].token_ids`, else from `"token_id:<int>"` log-prob
-    tokens; log-probs are the engine's values for the sampled tokens, unchanged.
+    Generation ids come from `choices[0].token_ids` (vLLM), `choices[0].response_token_ids`
+    (SGLang 0.5.23's name on chat choices; `token_ids` is its name on completions choices),
+    else from `"token_id:<int>"` log-prob tokens; log-probs are the engine's values for the
+    sampled tokens, unchanged.
     """
     choice = _first_choice(answer)
     prompt = prompt_ids_of(answer)
@@ -58,6 +60,8 @@ def extract_bundle(answer: dict[str, Any], need_logprobs: bool = True) -> dict[s
         raise MissingTokens("the answer has no prompt_token_ids")
     entries = _logprob_entries(choice)
     generation = choice.get("token_ids")
+    if not isinstance(generation, list):
+        generation = choice.get("response_token_ids")
     if not isinstance(generation, list):
         if entries is None:
             raise MissingTokens("the answer has neither choices[0].token_ids nor logprobs")
@@ -89,8 +93,8 @@ def attach_bundle(
 ) -> None:
     """Put the bundle on `choices[0].message`; drop what the client did not ask for.
 
-    keep_transport: the client sent `return_token_ids` (keep the engine's top-level
-        `prompt_token_ids` and `choices[].token_ids` as they came).
+    keep_transport: the client sent `return_token_ids` (keep the engine's
+        `prompt_token_ids`, `choices[].token_ids` / `response_token_ids` as they came).
     keep_logprobs: the client sent `logprobs: true` (else `choices[].logprobs` is null).
     """
     choice = _first_choice(answer)
@@ -106,6 +110,7 @@ def attach_bundle(
                 if c.get("token_ids") is not None:
                     c["token_ids"] = None
                 c.pop("prompt_token_ids", None)
+                c.pop("response_token_ids", None)  # SGLang's name for the generated ids
     if not keep_logprobs:
         for c in answer.get("choices") or ():
             if isinstance(c, dict) and c.get("logprobs") is not None:

@@ -25,6 +25,20 @@ def now() -> int:
     return int(time.time())
 
 
+def wants_logprobs(request: dict | None) -> bool:
+    """Whether the client asked for `output_text.logprobs`, as OpenAI decides it: the
+    `message.output_text.logprobs` include, or `top_logprobs` above 0. Logprobs that reached
+    the backend for another reason (an engine extra `logprobs: true`, the RL token path)
+    stay out of the text parts; the token bundle keeps them (`generation_log_probs`)."""
+    if not request:
+        return False
+    include = request.get("include")
+    if isinstance(include, list) and "message.output_text.logprobs" in include:
+        return True
+    top = request.get("top_logprobs")
+    return isinstance(top, int) and not isinstance(top, bool) and top > 0
+
+
 def finish_status(finish_reason: str | None) -> tuple[str, dict | None, dict | None]:
     """Map a chat ``finish_reason`` to (status, incomplete_details, error)."""
     if finish_reason == "length":
@@ -167,64 +181,3 @@ def function_call_item(
         "call_id": call_id,
         "name": name,
     }
-
-
-# ---- the Response object ---------------------------------------------------------------------
-
-
-def build_response(
-    request: dict | None,
-    *,
-    model: str,
-    response_id: str,
-    created_at: int,
-    status: str,
-    output: list,
-    usage: dict | None,
-    incomplete_details: dict | None = None,
-    error: dict | None = None,
-) -> dict:
-    """A full Response object; the request config is echoed from the original request."""
-    req = request or {}
-    reasoning = req.get("reasoning") or {}
-    text = req.get("text") or {}
-    text_echo: dict[str, Any] = {"format": text.get("format") or {"type": "text"}}
-    if text.get("verbosity") is not None:
-        text_echo["verbosity"] = text["verbosity"]
-    tool_choice = req.get("tool_choice")
-    parallel = req.get("parallel_tool_calls")
-    resp = {
-        "id": response_id,
-        "object": "response",
-        "created_at": created_at,
-        "status": status,
-        "error": error,
-        "incomplete_details": incomplete_details,
-        "instructions": req.get("instructions"),
-        "max_output_tokens": req.get("max_output_tokens"),
-        "max_tool_calls": None,
-        "model": model,
-        "output": output,
-        "parallel_tool_calls": True if parallel is None else parallel,
-        "previous_response_id": None,
-        "reasoning": {
-            "effort": reasoning.get("effort"),
-            "summary": reasoning.get("summary") or reasoning.get("generate_summary"),
-        },
-        "store": False,
-        "temperature": req.get("temperature"),
-        "text": text_echo,
-        "tool_choice": "auto" if tool_choice is None else tool_choice,
-        "tools": req.get("tools") or [],
-        "top_logprobs": req.get("top_logprobs"),
-        "top_p": req.get("top_p"),
-        "truncation": "disabled",
-        "usage": usage,
-        "user": req.get("user"),
-        "metadata": req.get("metadata") or {},
-        "background": False,
-    }
-    for key in ("service_tier", "safety_identifier", "prompt_cache_key"):
-        if req.get(key) is not None:
-            resp[key] = req[key]
-    return resp

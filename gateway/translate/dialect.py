@@ -18,6 +18,8 @@ class ChatDialect:
         ``max_completion_tokens``).
     merge_system: fold ``instructions`` and the leading system/developer messages into a
         single system message joined by a blank line (chat templates often allow only one).
+    file_parts: the backend reads chat ``file`` content parts, so ``input_file`` parts are
+        translated to them (else they are refused with a 400).
     """
 
     developer_role: bool = False
@@ -25,6 +27,7 @@ class ChatDialect:
     keep_tool_strict: bool = False
     max_tokens_field: str = "max_tokens"
     merge_system: bool = True
+    file_parts: bool = False
 
 
 #: Open engines (vLLM, SGLang with reasoning_field="reasoning_content", TGI, the mock).
@@ -38,4 +41,5 @@ OPENAI_DIALECT = ChatDialect(
     keep_tool_strict=True,
     max_tokens_field="max_completion_tokens",
     merge_system=False,
+    file_parts=True,
 )

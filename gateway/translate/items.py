@@ -120,7 +120,7 @@ class _InputConverter:
                 self.flush()
                 if role == "developer" and not self.dialect.developer_role:
                     role = "system"
-                content = _content(where, item.get("content"))
+                content = _content(where, item.get("content"), self.dialect)
                 self.messages.append({"role": role, "content": content})
             elif role == "tool" and kind is None:
                 self.flush()
@@ -270,7 +270,19 @@ class _InputConverter:
         self._reset()
 
 
-def _content(where: str, content: Any) -> Any:
+def _file_part(here: str, part: dict) -> dict:
+    """`input_file` -> a chat `file` part (`file_data` and `filename`, or `file_id`)."""
+    file = {k: part[k] for k in ("file_data", "file_id", "filename") if part.get(k) is not None}
+    if "file_data" not in file and "file_id" not in file:
+        raise UnsupportedParameter(
+            here,
+            f"input_file ({here}) needs `file_data` (base64) or `file_id`; `file_url` has no "
+            "Chat Completions equivalent. Send the file's bytes as `file_data`.",
+        )
+    return {"type": "file", "file": file}
+
+
+def _content(where: str, content: Any, dialect: ChatDialect) -> Any:
     """User/system/developer content: strings kept, parts mapped to chat parts."""
     if isinstance(content, str):
         return content
@@ -298,11 +310,13 @@ def _content(where: str, content: Any) -> Any:
             parts.append({"type": "image_url", "image_url": image})
         elif kind == "image_url":
             parts.append(part)  # already chat-shaped
+        elif kind == "input_file" and dialect.file_parts:
+            parts.append(_file_part(here, part))
         elif kind == "input_file":
             raise UnsupportedParameter(
                 here,
-                f"Content part type 'input_file' ({here}) is not supported on chat backends. "
-                "Extract the text and send it as input_text, or use an OpenAI route.",
+                f"Content part type 'input_file' ({here}) is not supported on this route's "
+                "backend. Extract the text and send it as input_text, or use an OpenAI route.",
             )
         else:
             raise UnsupportedParameter(

@@ -5,7 +5,6 @@ from __future__ import annotations
 from gateway.errors import GatewayError
 
 from .common import (
-    build_response,
     convert_logprobs,
     convert_usage,
     finish_status,
@@ -16,7 +15,9 @@ from .common import (
     output_text_part,
     reasoning_item,
     token_bundle,
+    wants_logprobs,
 )
+from .response_object import build_response
 
 
 def chat_to_response(
@@ -26,17 +27,21 @@ def chat_to_response(
     model: str,
     response_id: str | None = None,
     created_at: int | None = None,
+    effective: dict | None = None,
 ) -> dict:
     """Build the full Response for ``chat`` (a parsed ChatCompletion) answering ``request``.
 
     Output items, in order: reasoning (raw text as ``reasoning_text``), the assistant message
     (``output_text`` + ``refusal``), one ``function_call`` per tool call. Only ``choices[0]``
-    is used. Token fields land on the last output item.
+    is used. Token fields land on the last output item. `output_text.logprobs` is filled only
+    when the request asked for it (`wants_logprobs`); `effective` is passed to
+    `build_response`.
     """
     choices = chat.get("choices") or ()
     choice = choices[0] if choices else {}
     message = choice.get("message") or {}
     logprobs = (choice.get("logprobs") or {}).get("content")
+    text_logprobs = logprobs if wants_logprobs(request) else None
 
     output: list[dict] = []
     reasoning = message.get("reasoning") or message.get("reasoning_content")
@@ -57,11 +62,11 @@ def chat_to_response(
     tool_calls = message.get("tool_calls") or ()
     parts = []
     if content:
-        parts.append(output_text_part(content, convert_logprobs(logprobs)))
+        parts.append(output_text_part(content, convert_logprobs(text_logprobs)))
     if refusal:
         parts.append({"type": "refusal", "refusal": refusal})
     if not parts and not output and not tool_calls:
-        parts.append(output_text_part("", convert_logprobs(logprobs)))
+        parts.append(output_text_part("", convert_logprobs(text_logprobs)))
     if parts:
         output.append(message_item(new_id("msg"), parts))
 
@@ -94,4 +99,6 @@ def chat_to_response(
         usage=convert_usage(chat.get("usage")),
         incomplete_details=incomplete,
         error=error,
+        effective=effective,
+        service_tier=chat.get("service_tier"),
     )

@@ -13,7 +13,6 @@ from typing import Any
 import orjson
 
 from .common import (
-    build_response,
     convert_logprobs,
     convert_usage,
     finish_status,
@@ -24,7 +23,9 @@ from .common import (
     output_text_part,
     reasoning_item,
     token_bundle,
+    wants_logprobs,
 )
+from .response_object import build_response, effective_params, error_event, response_error
 
 # The one event of almost every chunk, framed by hand when the translator frames its own
 # events (``framed=True``): byte for byte what frame_named() makes of the event dict.
@@ -120,11 +121,15 @@ class ResponsesStreamTranslator:
         response_id: str | None = None,
         created_at: int | None = None,
         framed: bool = False,
+        effective: dict | None = None,
     ) -> None:
         # framed: output_text delta events without log-probs come out as SSE bytes (the
         # relay's hot path), every other event as a dict (frame them with frame_named)
         self._framed = framed
         self._request = request
+        self._effective = effective if effective is not None else effective_params(request)
+        self._want_lps = wants_logprobs(request)  # else logprobs only feed the token bundle
+        self._service_tier: str | None = None
         self._model = model
         self._id = response_id or new_id("resp")
         self._created_at = created_at if created_at is not None else now()
@@ -153,9 +158,10 @@ class ResponsesStreamTranslator:
         if self._started:
             return []
         self._started = True
+        snapshot = self._response("in_progress", [])  # one object for both: framed at once
         return [
-            self._ev("response.created", response=self._response("in_progress", [])),
-            self._ev("response.in_progress", response=self._response("in_progress", [])),
+            self._ev("response.created", response=snapshot),
+            self._ev("response.in_progress", response=snapshot),
         ]
 
     def feed(self, chunk: dict) -> list[dict]:
@@ -173,6 +179,8 @@ class ResponsesStreamTranslator:
             return ev
         if chunk.get("usage"):
             self._usage = chunk["usage"]
+        if self._service_tier is None and isinstance(chunk.get("service_tier"), str):
+            self._service_tier = chunk["service_tier"]
         if self._prompt_ids is None and chunk.get("prompt_token_ids") is not None:
             self._prompt_ids = chunk["prompt_token_ids"]
         choice = None
@@ -190,6 +198,8 @@ class ResponsesStreamTranslator:
         if lps:
             lps = convert_logprobs(lps)
             self._all_lps.extend(lps)
+            if not self._want_lps:
+                lps = None
         delta = choice.get("delta") or {}
         reasoning = delta.get("reasoning") or delta.get("reasoning_content")
         if reasoning:
@@ -238,15 +248,18 @@ class ResponsesStreamTranslator:
         ev.append(self._ev(terminal.get(status, "response.failed"), response=response))
         return ev
 
-    def fail(self, message: str, code: str = "server_error") -> list[dict]:
+    def fail(
+        self, message: str, code: str = "server_error", type_: str = "server_error"
+    ) -> list[dict]:
         """An ``error`` event then ``response.failed``; open items are not closed."""
         if self._done:
             return []
         ev = self.start()
         self._done = True
-        ev.append(self._ev("error", code=code, message=message, param=None))
+        ev.append(error_event(self._seq, message, code, type_))
+        self._seq += 1
         output = [item.final or item.build("incomplete") for item in self._items]
-        error = {"code": code, "message": message}
+        error = response_error(code, message)
         ev.append(
             self._ev("response.failed", response=self._response("failed", output, None, error))
         )
@@ -274,6 +287,8 @@ class ResponsesStreamTranslator:
             usage=usage,
             incomplete_details=incomplete,
             error=error,
+            effective=self._effective,
+            service_tier=self._service_tier,
         )
 
     def _text_delta(self, ev: list, kind: str, part: str, delta: str, lps: list | None) -> None:
@@ -323,7 +338,7 @@ class ResponsesStreamTranslator:
         elif part == "refusal":
             ev.append(self._ev("response.refusal.delta", **where, delta=delta))
         else:
-            ev.append(self._ev("response.reasoning_text.delta", **where, delta=delta))
+            ev.append(self._ev("response.reasoning.delta", **where, delta=delta))
 
     def _close_part(self, ev: list, item: _Text) -> None:
         if item.cur is None:
@@ -342,7 +357,7 @@ class ResponsesStreamTranslator:
         elif item.cur == "refusal":
             ev.append(self._ev("response.refusal.done", **where, refusal=part["refusal"]))
         else:
-            ev.append(self._ev("response.reasoning_text.done", **where, text=part["text"]))
+            ev.append(self._ev("response.reasoning.done", **where, text=part["text"]))
         ev.append(self._ev("response.content_part.done", **where, part=part))
         item.parts.append(part)
         item.cur, item.buf, item.lps = None, [], []

@@ -30,7 +30,8 @@ def assert_error(
 ) -> dict[str, Any]:
     assert resp.status_code == status, resp.text
     error = resp.json()["error"]
-    assert set(error) == {"message", "type", "param", "code"}
+    # OpenAI's four fields (+ an engine's integer code as upstream_code)
+    assert set(error) - {"upstream_code"} == {"message", "type", "param", "code"}
     assert isinstance(error["message"], str) and error["message"]
     if param is not None:
         assert error["param"] == param

@@ -11,6 +11,7 @@ import openai
 import pytest
 
 from tests.gateway_process import GatewayProcess
+from tests.spec.conformance import CheckingTransport
 from tests.upstream import ScriptedUpstream
 
 # Gym validates every Response against openai's type with these fields required.
@@ -35,6 +36,22 @@ WEATHER = {
     },
     "strict": True,
 }
+
+
+@pytest.fixture
+def openai_client(gateway: GatewayProcess):
+    """The openai SDK, with every Response object and event it receives validated against
+    the Open Responses spec and the SDK's own types (tests/spec/conformance.py)."""
+    transport = CheckingTransport()
+    client = openai.OpenAI(
+        base_url=gateway.url + "/v1",
+        api_key="unused",
+        max_retries=0,
+        http_client=httpx.Client(transport=transport),
+    )
+    yield client
+    client.close()
+    assert not transport.problems, "\n\n".join(transport.problems)
 
 
 def comparable(response: dict[str, Any]) -> dict[str, Any]:
@@ -161,12 +178,13 @@ def test_refused_parameters_are_named(gateway: GatewayProcess, extra: dict, para
     error = resp.json()["error"]
     assert error["param"] == param and param.split(".")[0] in error["message"]
     ok = httpx.post(gateway.url + "/v1/responses", json={"model": "echo", "input": "fine"})
-    assert ok.status_code == 200 and ok.json()["store"] is False
+    assert ok.status_code == 200 and ok.json()["store"] is True  # OpenAI's default
 
 
-def test_store_is_accepted_and_answered_false(openai_client: openai.OpenAI) -> None:
-    r = openai_client.responses.create(model="echo", input="keep me", store=True)
-    assert r.store is False
+def test_store_is_answered_as_sent(openai_client: openai.OpenAI) -> None:
+    # stored responses: tests/e2e/test_responses_state_e2e.py
+    assert openai_client.responses.create(model="echo", input="keep me", store=True).store
+    assert not openai_client.responses.create(model="echo", input="not me", store=False).store
 
 
 def test_native_pass_through(
@@ -201,3 +219,43 @@ def test_broken_upstream_stream_ends_with_error_and_failed(
     assert [e["sequence_number"] for e in events] == list(range(len(events)))
     ok = httpx.post(gateway.url + "/v1/responses", json={"model": "echo", "input": "fine"})
     assert ok.status_code == 200
+
+
+def test_mock_agent_tool_loop(openai_client: openai.OpenAI) -> None:
+    """A Gym-style tool loop on the mock: tool call on auto, then text after the result."""
+    first = openai_client.responses.create(
+        model="echo", input="What is the weather in Paris?", tools=[WEATHER]
+    )
+    call = first.output[-1]
+    assert call.type == "function_call" and call.name == "get_weather"
+    assert json.loads(call.arguments) == {"city": "example"}
+    history = [
+        {"role": "user", "content": "What is the weather in Paris?"},
+        *[item.model_dump(exclude_none=True) for item in first.output],
+        {"type": "function_call_output", "call_id": call.call_id, "output": "sunny"},
+    ]
+    second = openai_client.responses.create(model="echo", input=history, tools=[WEATHER])
+    assert second.output_text == "The tool get_weather returned: sunny"
+    with openai_client.responses.stream(model="echo", input=history, tools=[WEATHER]) as stream:
+        final = stream.get_final_response()
+    assert final.output_text == second.output_text
+
+
+def test_input_file_reaches_the_mock(openai_client: openai.OpenAI) -> None:
+    data = "data:text/plain;base64,aGVsbG8="  # "hello"
+    r = openai_client.responses.create(
+        model="echo",
+        input=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "input_text", "text": "Read this."},
+                    {"type": "input_file", "filename": "a.txt", "file_data": data},
+                ],
+            }
+        ],
+    )
+    assert (
+        r.output_text
+        == "Read this. (I saw a file a.txt, text/plain, 5 bytes, sha256 2cf24dba5fb0.)"
+    )

@@ -339,10 +339,24 @@ VALID_REQUEST = st.fixed_dictionaries(
         ),
         "reasoning": st.fixed_dictionaries({"effort": st.sampled_from(["low", "medium", "high"])}),
         "text": st.fixed_dictionaries(
-            {"format": st.sampled_from([{"type": "text"}, {"type": "json_object"}])}
+            {
+                "format": st.sampled_from(
+                    [
+                        {"type": "text"},
+                        {"type": "json_object"},
+                        {"type": "json_schema", "name": "n", "schema": {"type": "object"}},
+                    ]
+                )
+            }
         ),
         "metadata": st.dictionaries(st.text(max_size=8), TEXT, max_size=2),
         "user": TEXT,
+        "include": st.just(["message.output_text.logprobs"]),
+        "presence_penalty": st.floats(-2, 2),
+        "frequency_penalty": st.floats(-2, 2),
+        "safety_identifier": TEXT,
+        "prompt_cache_key": TEXT,
+        "service_tier": st.sampled_from(["auto", "default", "flex"]),
     },
 )
 

@@ -107,7 +107,8 @@ async def test_vllm_and_sglang_tool_calls_untouched(upstream: ScriptedUpstream) 
     )
     assert args == "{}" and finish(chunks) == ["tool_calls"]
     answer = await chat(upstream, "sglang", "sglang-tool")
-    assert answer["choices"][0]["finish_reason"] == "tool_calls"
+    assert answer["choices"][0]["message"]["tool_calls"][0]["id"] == "call_d3b9d6e7388d44f4a4057104"
+    assert answer["choices"][0]["finish_reason"] == "length"  # SGLang's own, kept
 
 
 async def test_tgi_answer_fixes(upstream: ScriptedUpstream) -> None:
@@ -166,9 +167,10 @@ ERROR_CASES = [
      "context_length_exceeded", None),
     ("vllm", "vllm-responses-overflow", 400, "context length", "invalid_request_error",
      "context_length_exceeded", None),
-    ("vllm", "vllm-notfound", 404, "does not exist", "NotFoundError", 404, None),
-    ("vllm", "vllm-flat", 400, "older flat shape", "invalid_request_error", 400, None),
-    ("sglang", "sglang-error", 400, "top_logprobs", "BadRequestError", 400, None),
+    # engines' integer codes: OpenAI's `code` is a string or null; kept as `upstream_code`
+    ("vllm", "vllm-notfound", 404, "does not exist", "NotFoundError", None, None),
+    ("vllm", "vllm-flat", 400, "older flat shape", "invalid_request_error", None, None),
+    ("sglang", "sglang-error", 400, "not supported with streaming", "BadRequest", None, None),
     ("sglang", "sglang-overflow", 400, "maximum context length", "BadRequestError",
      "context_length_exceeded", None),
     ("sglang", "sglang-overflow-input", 400, "context length", "BadRequestError",
@@ -228,6 +230,8 @@ async def test_error_bodies(
         if etype is not None:
             assert exc.type == etype
         assert exc.code == code
+        if code is None and backend in ("vllm", "sglang"):
+            assert exc.body()["error"]["upstream_code"] == status
         headers = {**ctx.response_headers, **exc.headers}
         assert headers.get("retry-after") == retry_after
         if fixture == "openai-quota":

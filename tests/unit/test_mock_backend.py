@@ -137,3 +137,74 @@ async def test_streamed_tool_call_arguments_concatenate() -> None:
     args = "".join(tc["function"].get("arguments", "") for tc in calls)
     assert json.loads(args) == {"q": "example", "n": 1}
     assert payloads[-1]["choices"][0]["finish_reason"] == "tool_calls"
+
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {"type": "object", "properties": {"location": {"type": "string"}}},
+    },
+}
+TIME = {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object"}}}
+
+
+async def test_agent_calls_a_tool_on_auto_when_the_user_spoke_last() -> None:
+    d = driver()
+    body = {
+        "model": "echo",
+        "messages": [{"role": "user", "content": "what is the time?"}],
+        "tools": [WEATHER, TIME],
+    }
+    for choice in (None, "auto"):
+        answer = await d.chat({**body, "tool_choice": choice} if choice else body, CTX)
+        call = answer["choices"][0]["message"]["tool_calls"][0]
+        assert call["function"]["name"] == "get_time"  # the tool the message names
+        assert answer["choices"][0]["finish_reason"] == "tool_calls"
+    plain = await d.chat({**body, "messages": [{"role": "user", "content": "hello"}]}, CTX)
+    assert plain["choices"][0]["message"]["tool_calls"][0]["function"]["name"] == "get_weather"
+    none = await d.chat({**body, "tool_choice": "none"}, CTX)
+    assert none["choices"][0]["message"]["content"] == "what is the time?"
+
+
+async def test_agent_answers_in_text_after_tool_results() -> None:
+    d = driver()
+    first = await d.chat(
+        {"model": "echo", "messages": [{"role": "user", "content": "hi"}], "tools": [WEATHER]},
+        CTX,
+    )
+    call = first["choices"][0]["message"]["tool_calls"][0]
+    messages = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": call["id"], "content": "sunny, 21 C"},
+    ]
+    answer = await d.chat({"model": "echo", "messages": messages, "tools": [WEATHER]}, CTX)
+    message = answer["choices"][0]["message"]
+    assert message["content"] == "The tool get_weather returned: sunny, 21 C"
+    assert "tool_calls" not in message and answer["choices"][0]["finish_reason"] == "stop"
+
+
+PNG = "data:image/png;base64,iVBORw0KGgo="  # 8 bytes: the PNG signature
+
+
+async def test_images_and_files_are_described() -> None:
+    d = driver()
+    content = [
+        {"type": "text", "text": "What is this?"},
+        {"type": "image_url", "image_url": {"url": PNG}},
+        {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg"}},
+        {
+            "type": "file",
+            "file": {"filename": "a.txt", "file_data": "data:text/plain;base64,aGVsbG8="},
+        },
+    ]
+    body = {"model": "echo", "messages": [{"role": "user", "content": content}]}
+    answer = await d.chat(body, CTX)
+    text = answer["choices"][0]["message"]["content"]
+    assert text == (
+        "What is this? (I saw an image (image/png, 8 bytes, sha256 4c4b6a3be131); "
+        "an image (at https://example.com/cat.jpg); "
+        "a file a.txt, text/plain, 5 bytes, sha256 2cf24dba5fb0.)"
+    )
+    assert (await d.chat(body, CTX))["choices"][0]["message"]["content"] == text

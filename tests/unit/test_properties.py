@@ -4,9 +4,11 @@
   param, never another exception.
 * responses_to_chat: any generated Responses body either translates or raises a GatewayError
   4xx, never another exception; what it returns is JSON-serializable.
-* chat_to_response: any generated chat answer gives a Response the openai SDK accepts.
+* chat_to_response: any generated chat answer gives a Response valid under the Open
+  Responses spec (2026-04-24) and the openai SDK's types.
 * ResponsesStreamTranslator: any generated chunk sequence ends with exactly one terminal
-  event, last, and sequence numbers count up by one from 0.
+  event, last, sequence numbers count up by one from 0, and every event (the hand-framed
+  bytes of the relay's fast path included) is valid under the spec and the SDK's types.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from hypothesis import strategies as st
 from openai.types.responses import Response
 
 from gateway.errors import GatewayError, InvalidRequest
+from gateway.sse import frame_named
 from gateway.translate import (
     ChatDialect,
     ResponsesStreamTranslator,
@@ -27,6 +30,7 @@ from gateway.translate import (
     responses_to_chat,
 )
 from gateway.validation import ROLES, check_chat_body, check_responses_body
+from tests.spec.conformance import check_events, check_response, parse_sse
 from tests.unit.property_strategies import (
     CHAT_ANSWER,
     CHAT_BODY,
@@ -101,6 +105,7 @@ def test_responses_to_chat_translates_or_raises_a_4xx(
 @given(CHAT_ANSWER, VALID_REQUEST)
 def test_chat_to_response_is_a_valid_response(answer: dict[str, Any], request: dict) -> None:
     doc = chat_to_response(answer, request, model="policy")
+    check_response(orjson.loads(orjson.dumps(doc)))
     parsed = Response.model_validate(doc)
     assert parsed.model == "policy" and parsed.output
     assert doc["status"] in ("completed", "incomplete", "failed")
@@ -111,11 +116,12 @@ def test_chat_to_response_is_a_valid_response(answer: dict[str, Any], request: d
     VALID_REQUEST,
     st.lists(CHUNK | ERROR_CHUNK, max_size=8),
     st.booleans(),
+    st.booleans(),
 )
 def test_stream_translator_has_one_terminal_event(
-    request: dict, chunks: list[dict[str, Any]], broken: bool
+    request: dict, chunks: list[dict[str, Any]], broken: bool, framed: bool
 ) -> None:
-    translator = ResponsesStreamTranslator(request, model="policy")
+    translator = ResponsesStreamTranslator(request, model="policy", framed=framed)
     events = translator.start()
     for chunk in chunks:
         events += translator.feed(chunk)
@@ -125,7 +131,10 @@ def test_stream_translator_has_one_terminal_event(
         events += translator.finish()
     events += translator.finish() + translator.fail("late", "late")  # no-ops once ended
     events += translator.feed({"choices": [{"index": 0, "delta": {"content": "late"}}]})
-    terminal = [e for e in events if e["type"] in TERMINAL]
-    assert len(terminal) == 1 and events[-1] is terminal[0], [e["type"] for e in events]
-    assert [e["sequence_number"] for e in events] == list(range(len(events)))
-    orjson.dumps(events)
+    # the bytes a client receives, framed as the relay frames them
+    wire = b"".join(e if type(e) is bytes else frame_named(e["type"], e) for e in events)
+    received = parse_sse(wire)
+    check_events(received)  # spec + SDK types, numbering, one terminal event last
+    dicts = [e for e in events if type(e) is not bytes]
+    terminal = [e for e in dicts if e["type"] in TERMINAL]
+    assert len(terminal) == 1 and events[-1] is terminal[0], [e["type"] for e in dicts]

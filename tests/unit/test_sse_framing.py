@@ -113,7 +113,12 @@ def test_events_do_not_depend_on_read_splits(
     crlfs = [i + 1 for i in range(len(stream) - 1) if stream[i : i + 2] == b"\r\n"]
     if crlfs:
         cuts.append(data.draw(st.sampled_from(crlfs)))
-    expected = [(e.name, b"\n".join(e.data)) for e in events]
+
+    # the spec drops one space after the colon: a line " x" written unspaced reads "x"
+    def read_back(line: bytes) -> bytes:
+        return line[1:] if not spaced and line.startswith(b" ") else line
+
+    expected = [(e.name, b"\n".join(map(read_back, e.data))) for e in events]
     assert reference(stream) == expected
     assert parse_in_reads(stream, cuts) == expected
     assert parse_in_reads(stream, list(range(len(stream)))) == expected  # byte by byte

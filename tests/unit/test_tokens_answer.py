@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from gateway.tokens import MissingTokens, attach_bundle, extract_bundle, ids_as_token_strings
+from tests.wire.sglang import FIXTURES as SGLANG_FIXTURES
 
 PROMPT = [1, 87, 513, 201, 42, 1708, 339, 1417, 2, 201, 1, 67, 324, 928, 821, 201]
 
@@ -52,14 +53,9 @@ def vllm_answer() -> dict[str, Any]:
 
 
 def sglang_answer() -> dict[str, Any]:
-    """SGLang's chat answer with return_token_ids: ids on the choice, text log-prob tokens."""
-    answer = vllm_answer()
-    answer.pop("prompt_token_ids")
-    choice = answer["choices"][0]
-    choice["prompt_token_ids"] = PROMPT
-    for entry, text in zip(choice["logprobs"]["content"], ("raw", "type"), strict=True):
-        entry["token"] = text
-    return answer
+    """SGLang 0.5.23's chat answer with return_token_ids (recorded, tests/wire/sglang.py):
+    `prompt_token_ids` and `response_token_ids` on the choice, text log-prob tokens."""
+    return copy.deepcopy(SGLANG_FIXTURES["sglang-token-ids"]["json"])
 
 
 def test_vllm_bundle_is_the_engine_values() -> None:
@@ -82,6 +78,7 @@ def test_sglang_shape() -> None:
     bundle = extract_bundle(answer)
     assert bundle["prompt_token_ids"] == PROMPT
     assert bundle["generation_token_ids"] == [1831, 606]
+    assert bundle["generation_log_probs"] == [-7.106235980987549, -7.087948322296143]
     ids_as_token_strings(answer, bundle["generation_token_ids"])
     assert [e["token"] for e in answer["choices"][0]["logprobs"]["content"]] == [
         "token_id:1831",
@@ -134,3 +131,14 @@ def test_transport_copies_kept_untouched_when_asked() -> None:
     assert answer["prompt_token_ids"] == before["prompt_token_ids"]
     assert answer["choices"][0]["token_ids"] == before["choices"][0]["token_ids"]
     assert answer["choices"][0]["logprobs"] is None  # the client did not ask for logprobs
+
+
+def test_sglang_transport_ids_do_not_leak_unless_asked() -> None:
+    answer = sglang_answer()
+    attach_bundle(answer, extract_bundle(answer), keep_transport=False, keep_logprobs=True)
+    choice = answer["choices"][0]
+    assert "response_token_ids" not in choice and "prompt_token_ids" not in choice
+    assert choice["message"]["generation_token_ids"] == [1831, 606]
+    kept = sglang_answer()
+    attach_bundle(kept, extract_bundle(kept), keep_transport=True, keep_logprobs=True)
+    assert kept["choices"][0]["response_token_ids"] == [1831, 606]

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from gateway.translate import chat_to_response, new_id
+from tests.spec.conformance import check_response
 
 REQUEST = {"model": "route", "input": "hi"}
 USAGE = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
@@ -132,6 +133,7 @@ OUTPUT_ROWS = [
 )
 def test_output_rows(message, finish, types, status, incomplete):
     resp = convert(chat(message, finish))
+    check_response(json.loads(json.dumps(resp)))
     assert kinds(resp) == types
     assert resp["status"] == status
     assert resp["incomplete_details"] == incomplete
@@ -191,7 +193,8 @@ def test_logprobs_copied():
         },
         {"token": "!", "logprob": -0.2, "bytes": None, "top_logprobs": None},
     ]
-    resp = convert(chat({"content": "Hi!"}, logprobs=lps))
+    asked = {**REQUEST, "include": ["message.output_text.logprobs"]}
+    resp = convert(chat({"content": "Hi!"}, logprobs=lps), asked)
     got = resp["output"][0]["content"][0]["logprobs"]
     assert got[0] == lps[0]
     assert got[1] == {"token": "!", "logprob": -0.2, "bytes": [33], "top_logprobs": []}
@@ -275,15 +278,20 @@ def test_echo_defaults():
         "previous_response_id": None,
         "reasoning": {"effort": None, "summary": None},
         "store": False,
-        "temperature": None,
-        "top_p": None,
+        "temperature": 1.0,
+        "top_p": 1.0,
+        "presence_penalty": 0.0,
+        "frequency_penalty": 0.0,
         "text": {"format": {"type": "text"}},
         "tool_choice": "auto",
         "tools": [],
-        "top_logprobs": None,
+        "top_logprobs": 0,
         "truncation": "disabled",
         "user": None,
         "background": False,
+        "service_tier": "default",
+        "safety_identifier": None,
+        "prompt_cache_key": None,
     }
     for key, value in expected.items():
         assert resp[key] == value, key
@@ -310,6 +318,10 @@ def test_echo_request_fields():
         "top_logprobs": 2,
         "user": "u",
         "service_tier": "flex",
+        "presence_penalty": 0.5,
+        "frequency_penalty": -0.5,
+        "safety_identifier": "s",
+        "prompt_cache_key": "k",
     }
     before = copy.deepcopy(request)
     resp = convert(chat({"content": "{}"}), request, response_id="resp_given", created_at=42)
@@ -325,14 +337,19 @@ def test_echo_request_fields():
         "top_p",
         "text",
         "tool_choice",
-        "tools",
         "top_logprobs",
         "user",
-        "service_tier",
+        "presence_penalty",
+        "frequency_penalty",
+        "safety_identifier",
+        "prompt_cache_key",
     ):
         assert resp[key] == request[key], key
+    assert resp["tools"] == [{**tool, "description": None}]  # every FunctionTool field
+    assert resp["service_tier"] == "default"  # the tier used: the upstream named none
     assert resp["reasoning"] == {"effort": "low", "summary": "auto"}
     assert resp["store"] is False
+    assert resp["completed_at"] >= resp["created_at"]
 
 
 TOKENS = {
@@ -482,6 +499,22 @@ def test_openai_sdk_validates(message, finish):
         "reasoning": {"effort": "low", "summary": "auto"},
     }
     resp = json.loads(json.dumps(convert(chat(message, finish, logprobs=lps), request)))
+    check_response(resp)  # the Open Responses spec and the openai SDK's types
     model = responses.Response.model_validate(resp)
     assert model.id == resp["id"]
     assert [o.type for o in model.output] == kinds(resp)
+
+
+def test_logprobs_only_when_asked_token_bundle_keeps_them():
+    """As OpenAI does: `output_text.logprobs` need the include or top_logprobs > 0; logprobs
+    that reached the backend otherwise (RL token path) stay in `generation_log_probs`."""
+    lps = [{"token": "token_id:4", "logprob": -0.1, "bytes": [], "top_logprobs": []}]
+    c = chat({"content": "hi"}, logprobs=lps, prompt_token_ids=[1], choices_token_ids=None)
+    c["choices"][0]["token_ids"] = [4]
+    plain = convert(c)
+    assert plain["output"][-1]["content"][0]["logprobs"] == []
+    assert plain["output"][-1]["generation_log_probs"] == [-0.1]
+    for asked in ({"include": ["message.output_text.logprobs"]}, {"top_logprobs": 2}):
+        resp = convert(c, {**REQUEST, **asked})
+        assert [e["logprob"] for e in resp["output"][-1]["content"][0]["logprobs"]] == [-0.1]
+    assert convert(c, {**REQUEST, "top_logprobs": 0})["output"][-1]["content"][0]["logprobs"] == []

@@ -2,7 +2,10 @@
 
 Usage (with the vLLM venv's python, which has torch, transformers, tokenizers):
 
-    python make_tiny_model.py OUTDIR
+    python make_tiny_model.py OUTDIR [--seed N]
+
+``--seed N`` (default 0) changes only the random weights (same tokenizer, template and
+shapes): a second model for refit tests that load other weights into a running engine.
 
 * Tokenizer: byte-level BPE, vocab 2048, trained with ``tokenizers`` on the
   Python standard library's sources (sorted, bounded amount of text).
@@ -114,12 +117,16 @@ CHAT_TEMPLATE = r"""
 """.strip()
 
 
-def is_complete(outdir: Path) -> bool:
+def stamp_text(seed: int) -> str:
+    return BUILD_VERSION if seed == SEED else f"{BUILD_VERSION}-seed{seed}"
+
+
+def is_complete(outdir: Path, seed: int = SEED) -> bool:
     try:
         stamp = (outdir / STAMP).read_text().strip()
     except OSError:
         return False
-    return stamp == BUILD_VERSION and all((outdir / f).is_file() for f in REQUIRED)
+    return stamp == stamp_text(seed) and all((outdir / f).is_file() for f in REQUIRED)
 
 
 def training_text() -> list[str]:
@@ -199,11 +206,11 @@ def build_tokenizer(outdir: Path) -> None:
     (outdir / "special_tokens_map.json").write_text(json.dumps(special, indent=2) + "\n")
 
 
-def build_model(outdir: Path) -> None:
+def build_model(outdir: Path, seed: int = SEED) -> None:
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
-    torch.manual_seed(SEED)
+    torch.manual_seed(seed)
     config = LlamaConfig(
         vocab_size=VOCAB_SIZE,
         hidden_size=64,
@@ -253,11 +260,18 @@ def check(outdir: Path) -> None:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 2:
-        print(__doc__.strip().splitlines()[0], f"\nusage: {argv[0]} OUTDIR", file=sys.stderr)
+    seed = SEED
+    if len(argv) == 4 and argv[2] == "--seed" and argv[3].isdigit():
+        seed = int(argv[3])
+    elif len(argv) != 2:
+        print(
+            __doc__.strip().splitlines()[0],
+            f"\nusage: {argv[0]} OUTDIR [--seed N]",
+            file=sys.stderr,
+        )
         return 2
     outdir = Path(argv[1]).expanduser().resolve()
-    if is_complete(outdir):
+    if is_complete(outdir, seed):
         print(f"[make_tiny_model] model already complete: {outdir}", file=sys.stderr)
         return 0
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -270,9 +284,9 @@ def main(argv: list[str]) -> int:
     tmp.chmod(0o755)
     try:
         build_tokenizer(tmp)
-        build_model(tmp)
+        build_model(tmp, seed)
         check(tmp)
-        (tmp / STAMP).write_text(BUILD_VERSION + "\n")
+        (tmp / STAMP).write_text(stamp_text(seed) + "\n")
         if outdir.exists():
             shutil.rmtree(outdir)
         tmp.rename(outdir)

@@ -2,7 +2,9 @@
 
 Runs under the Python 3.13 venv that holds nemo-gym (tests/vllm/nemo_gym_venv.sh), not the
 project's venv: `python nemo_gym_client.py GATEWAY_URL/v1 ROUTE`. Prints one JSON object
-with what the test checks. Recipe: nemo_gym.md §e.3.
+with what the test checks. Recipe: nemo_gym.md §e.3. `python nemo_gym_client.py
+GATEWAY_URL/v1 ROUTE --openai-model` drives Gym's `openai_model` server instead, which
+speaks the Responses API to the gateway (`openai_model_turns`).
 """
 
 from __future__ import annotations
@@ -80,6 +82,50 @@ def main(base_url: str, route: str) -> dict:
     }
 
 
+def openai_model_turns(base_url: str, route: str, turns: int = 3) -> dict:
+    """Gym's `openai_model` server over /v1/responses with token capture as extra body: each
+    turn sends the earlier outputs back as input. With text logprobs on those messages Gym
+    0.7 failed to serialize them on the turn after (issue 17)."""
+    from responses_api_models.openai_model.app import SimpleModelServer, SimpleModelServerConfig
+
+    nemo_gym.server_utils.get_global_config_dict = MagicMock(return_value={})
+    config = SimpleModelServerConfig(
+        host="127.0.0.1",
+        port=0,
+        entrypoint="",
+        name="policy_model",
+        openai_base_url=base_url,
+        openai_api_key="dummy",
+        openai_model=route,
+        extra_body={"logprobs": True, "top_logprobs": 0, "return_tokens_as_token_ids": True},
+    )
+    server = SimpleModelServer(
+        config=config, server_client=MagicMock(spec=ServerClient, global_config_dict={})
+    )
+    inp: list = [{"role": "user", "content": "Hello"}]
+    outputs = []
+    with TestClient(server.setup_webserver()) as client:
+        for turn in range(turns):
+            answer = client.post("/v1/responses", json={"input": inp, "max_output_tokens": 4})
+            if answer.status_code != 200:
+                return {"failed_turn": turn + 1, "status": answer.status_code, "body": answer.text}
+            out = answer.json()["output"]
+            outputs.append(out)
+            inp = [*inp, *out, {"role": "user", "content": f"more {turn}"}]
+    text_logprobs = [
+        part.get("logprobs")
+        for out in outputs
+        for item in out
+        if item["type"] == "message"
+        for part in item["content"]
+    ]
+    return {
+        "turns": len(outputs),
+        "bundles_complete": all(all(k in o[-1] for k in BUNDLE) for o in outputs),
+        "text_logprobs_empty": all(not lps for lps in text_logprobs),
+    }
+
+
 def validate_chat(raw: dict) -> bool:
     """Gym's schema for a chat answer with the training fields."""
     NeMoGymChatCompletion.model_validate(raw)
@@ -87,6 +133,9 @@ def validate_chat(raw: dict) -> bool:
 
 
 if __name__ == "__main__":
+    if sys.argv[3:] == ["--openai-model"]:
+        print(json.dumps(openai_model_turns(sys.argv[1], sys.argv[2])))
+        sys.exit(0)
     result = main(sys.argv[1], sys.argv[2])
     if len(sys.argv) > 3:  # a raw gateway chat answer to validate with Gym's pydantic type
         result["schema_ok"] = validate_chat(json.loads(sys.argv[3]))

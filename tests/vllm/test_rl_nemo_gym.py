@@ -67,3 +67,22 @@ def test_nemo_gym_vllm_model_two_turns_with_a_tool_call(
     assert result["turn2_types"][-1] == "message"
     assert result["bundles_complete"] and result["lengths_match"]
     assert result["contiguous"]  # NeMo RL's invariant, checked on Gym's own output items
+
+
+def test_nemo_gym_openai_model_three_responses_turns(
+    gym_python: str, vllm_gateway: GatewayProcess
+) -> None:
+    """Gym's `openai_model` server, Responses API, token capture as extra body: three turns,
+    each sending the previous messages back. Text logprobs stay empty (not asked for), the
+    token bundle carries them, and Gym validates every Response (NeMoGymResponse)."""
+    run = subprocess.run(
+        [gym_python, str(HERE / "nemo_gym_client.py"), vllm_gateway.url + "/v1", "tiny-train",
+         "--openai-model"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result.get("turns") == 3, result
+    assert result["bundles_complete"] and result["text_logprobs_empty"]

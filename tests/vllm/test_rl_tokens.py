@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from tests.gateway_process import GatewayProcess
+from tests.spec.conformance import check_response
 
 MODEL = "tiny-llama"
 EOS = 2
@@ -291,6 +292,10 @@ def test_responses_turns_after_a_tool_call(vllm_gateway: GatewayProcess) -> None
         answer = ok(
             httpx.post(vllm_gateway.url + "/v1/responses", json={**body, "input": inp}, timeout=120)
         )
+        check_response(answer)  # the Open Responses spec and the openai SDK's types
+        for item in answer["output"]:  # logprobs reached vLLM, but the client did not ask
+            for part in item.get("content") or () if item["type"] == "message" else ():
+                assert part.get("logprobs") in ([], None), step
         last = answer["output"][-1]
         assert last["prompt_token_ids"][: len(previous)] == previous, step
         assert len(last["generation_token_ids"]) == len(last["generation_log_probs"])
