@@ -16,6 +16,7 @@ import base64
 import binascii
 import hashlib
 import math
+import re
 import time
 from collections.abc import AsyncIterator
 from typing import Any

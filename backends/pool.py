@@ -15,6 +15,7 @@ import random
 import sys
 import time
 from collections import OrderedDict, deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,7 +104,7 @@ def rendezvous_rank(key: bytes, replicas: list[Replica]) -> list[Replica]:
     return sorted(replicas, key=lambda r: _weight(key, r), reverse=True)
 
 
-def rendezvous_best(key: bytes, replicas: list[Replica]) -> Replica:
+def rendezvous_best(key: bytes, replicas: Sequence[Replica]) -> Replica:
     """The top of rendezvous_rank, without sorting."""
     if len(replicas) == 1:
         return replicas[0]

@@ -16,8 +16,8 @@ from gateway.translate import new_id
 from gateway.translate.common import now
 
 if TYPE_CHECKING:
-    from gateway.app import Gateway
     from gateway.context import RequestContext
+    from gateway.state import GatewayState as Gateway
 
 
 def _parts(request: Request) -> tuple[Gateway, RequestContext, str]:

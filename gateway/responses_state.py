@@ -27,7 +27,7 @@ from gateway.responses_store import StoredResponse
 from gateway.translate import new_id
 
 if TYPE_CHECKING:
-    from gateway.app import Gateway
+    from gateway.state import GatewayState as Gateway
 
 log = logging.getLogger("gateway.responses_state")
 

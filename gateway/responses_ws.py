@@ -41,7 +41,7 @@ from gateway.responses_events import response_events
 from gateway.responses_state import ConnectionCache
 
 if TYPE_CHECKING:
-    from gateway.app import Gateway
+    from gateway.state import GatewayState as Gateway
 
 log = logging.getLogger("gateway.responses_ws")
 

@@ -15,11 +15,13 @@ if TYPE_CHECKING:
     from backends.control import ControlPlane
     from backends.http import UpstreamHTTP
     from gateway.auth import Authenticator
+    from gateway.compaction import Sealer
     from gateway.config import GatewayConfig, RouteConfig
     from gateway.context import RequestContext
     from gateway.metrics import GatewayMetrics
     from gateway.readiness import Readiness
     from gateway.recording import Recording
+    from gateway.responses_store import ResponseStore
     from gateway.routing import Router
 
 
@@ -34,6 +36,9 @@ class GatewayState(ABC):
     finish_hooks: list[Callable[[RequestContext], None]]  # called with every finished request
     started: float  # time.time() at start-up
     engines: Any  # managed local engines (backends/launcher.py), or None
+    reloader: Any  # gateway/reload.py's Reloader (which reads this interface), or None
+    responses_store: ResponseStore | None  # stored responses (docs/responses.md)
+    sealer: Sealer  # seals compacted items
     # derived from the config; a reload swaps them together (derive, then install)
     config: GatewayConfig
     router: Router
