@@ -162,4 +162,7 @@ def test_stale_keep_alive_connections_never_reach_the_client(
     # every request was answered once; each reuse of a kept-alive connection was refused by
     # the upstream and silently retried on a new connection (gateway retries were off)
     assert stale_upstream.answered == 12
-    assert stale_upstream.refused >= 11  # every request after the first met a used connection
+    # Reuse really happened (the retry path ran) on most turns. Not on every one: on a loaded
+    # machine a stream's connection may be closed rather than pooled when its last chunk
+    # arrives after [DONE], and a health check may take a pooled connection in between.
+    assert stale_upstream.refused >= 6
