@@ -17,7 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from backends.http import Upstream
-from gateway.errors import InvalidRequest
+from gateway.errors import GatewayError, InvalidRequest
 from gateway.request_io import json_response, read_json_body
 
 if TYPE_CHECKING:
@@ -66,24 +66,61 @@ async def pause(request: Request) -> Response:
     timeout = body.get("timeout_s", 600)
     if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout < 0:
         raise InvalidRequest("timeout_s must be a number >= 0", param="timeout_s")
-    engines_task = asyncio.ensure_future(_fan_out(gateway, f"/pause?mode={mode}"))
-    result = await gateway.control.pause(mode, float(timeout))
-    result["engines"] = await engines_task
+    # the member that took the call controls the engines (once per replica, not per
+    # member), and only once the fleet state is recorded
+    engines: list[asyncio.Future[list[dict[str, Any]]]] = []
+
+    def control_engines() -> None:
+        engines.append(asyncio.ensure_future(_fan_out(gateway, f"/pause?mode={mode}")))
+
+    if gateway.fleet is not None:
+        result = await gateway.fleet.pause(mode, float(timeout), control_engines)
+    else:
+        control_engines()
+        result = await gateway.control.pause(mode, float(timeout))
+    result["engines"] = await engines[0]
     log.info("paused (mode %s): %s", mode, result)
-    return json_response(result)
+    return _fleet_answer(result)
 
 
 async def resume(request: Request) -> Response:
     gateway: Gateway = request.app.state.gateway
+    # engines first, so released requests find them running (with Redis down, the fleet
+    # then stays paused: nothing reaches the resumed engines)
     engines = await _fan_out(gateway, "/resume")
-    result = gateway.control.resume()
+    if gateway.fleet is not None:
+        result = await gateway.fleet.resume()
+    else:
+        result = gateway.control.resume()
     result["engines"] = engines
     log.info("resumed: %s", result)
-    return json_response(result)
+    return _fleet_answer(result)
+
+
+def _fleet_answer(result: dict[str, Any]) -> Response:
+    """200, or 503 `fleet_unconfirmed` when a live member did not confirm the command in
+    time (the state is recorded; that member applies it when it next reaches Redis)."""
+    fleet = result.get("fleet")
+    if fleet is None or fleet["confirmed"]:
+        return json_response(result)
+    message = (
+        f"The fleet state is recorded (epoch {fleet['epoch']}) but members "
+        f"{', '.join(fleet['unconfirmed'])} did not confirm it in time"
+    )
+    error = {"message": message, "type": "service_unavailable", "code": "fleet_unconfirmed"}
+    return json_response({"error": error, **result}, 503)
 
 
 async def status(request: Request) -> Response:
-    return json_response(request.app.state.gateway.control.status())
+    gateway: Gateway = request.app.state.gateway
+    result = gateway.control.status()
+    if gateway.fleet is not None:
+        try:
+            result["fleet"] = {"connected": True, **await gateway.fleet.status()}
+        except GatewayError as exc:
+            result["fleet"] = {"connected": False, "member": gateway.fleet.member_id,
+                               "error": exc.message}  # fmt: skip
+    return json_response(result)
 
 
 async def policy_version(request: Request) -> Response:
@@ -93,7 +130,10 @@ async def policy_version(request: Request) -> Response:
         version = body.get("version")
         if isinstance(version, bool) or not isinstance(version, (str, int, type(None))):
             raise InvalidRequest("version must be a string, an integer or null", param="version")
-        gateway.control.policy_version = None if version is None else str(version)
+        version = None if version is None else str(version)
+        if gateway.fleet is not None:
+            return _fleet_answer(await gateway.fleet.set_policy_version(version))
+        gateway.control.policy_version = version
     return json_response({"policy_version": gateway.control.policy_version})
 
 

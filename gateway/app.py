@@ -41,6 +41,17 @@ class Gateway:
         self.http = UpstreamHTTP(config.server.upstream_max_connections)
         self.control = self.http.control  # refit control plane (gateway/admin.py)
         self.readiness = Readiness()
+        # shared refit state across processes (`cluster:`); None: this process alone
+        self.fleet: Any = None
+        if config.cluster is not None:
+            try:
+                from gateway.fleet import Fleet  # imports the Redis client: only when configured
+            except ImportError as exc:
+                raise RuntimeError(
+                    f"cluster: needs the Redis client ({exc}); pip install 'gym-gateway[cluster]'"
+                ) from None
+
+            self.fleet = Fleet(config.cluster, self.control)
         # called with every finished RequestContext (recording, ...)
         self.finish_hooks: list[FinishHook] = []
         self.started = time.time()
@@ -201,11 +212,15 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if gateway.engines is not None:
             await gateway.engines.start()  # waits for their health; failure stops start-up
+        if gateway.fleet is not None:
+            await gateway.fleet.start()  # the fleet's state first: paused fleets start paused
         signal_installed = reload_signal and reloader.install_signal()
         async with admin.health_poller(gateway):
             yield
         if signal_installed:
             reloader.remove_signal()
+        if gateway.fleet is not None:
+            await gateway.fleet.stop()
         await gateway.aclose()
 
     app = GatewayApp(

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from gateway.engines import LAUNCH_BACKENDS, LaunchOptions
+from gateway.fleet_config import ClusterConfig
 from gateway.policies import PoolPolicy
 
 CONFIG_ENV = "GYM_GATEWAY_CONFIG"
@@ -276,6 +277,9 @@ class GatewayConfig(BaseSettings):
 
     server: ServerConfig = Field(default_factory=ServerConfig)
     models: list[RouteConfig] = Field(min_length=1)
+    cluster: ClusterConfig | None = Field(
+        None, description="shared fleet state on Redis (docs/scaling.md); null = one process"
+    )
 
     @model_validator(mode="after")
     def _unique_names(self) -> GatewayConfig:
