@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from backends.sessions import SharedPlacements
 from gateway.context import RequestContext
 from gateway.errors import GatewayError
 from gateway.policies import PoolPolicy
@@ -107,6 +108,10 @@ class Pool:
     _sticky: OrderedDict[bytes, Replica] = field(default_factory=OrderedDict)
     _waiters: deque[_Waiter] = field(default_factory=deque)
     in_flight: int = 0
+    # a fleet (gateway/fleet.py): placements shared with the other members, and how many
+    # members share this route's concurrency limits (each takes an even share)
+    shared: SharedPlacements | None = None
+    members: int = 1
 
     @classmethod
     def from_urls(cls, route_name: str, urls: list[str], policy: PoolPolicy) -> Pool:
@@ -114,8 +119,36 @@ class Pool:
         return cls(route_name, policy, replicas)
 
     # -- selection -------------------------------------------------------------------------
+    async def consult_shared(
+        self, body: dict[str, Any], ctx: RequestContext, avoid: set[int]
+    ) -> None:
+        """Before `pick`, in a fleet with sticky_least_loaded: when this process does not
+        know the conversation, or its replica is out (ejected, or failed this request), ask
+        where another member placed it (one bounded round trip to the shared store)."""
+        if self.shared is None or self.policy.strategy != "sticky_least_loaded":
+            return
+        if len(self.replicas) < 2:
+            return
+        key = conversation_key(body, ctx)
+        now = time.monotonic()
+        known = self._sticky.get(key)
+        if known is not None and known.open_until <= now and id(known) not in avoid:
+            return
+        url = await self.shared.placement(self.route_name, key)
+        for replica in self.replicas:
+            if replica.base_url == url:
+                if replica.open_until <= now and id(replica) not in avoid:
+                    self._sticky[key] = replica
+                return
+
+    def forget(self, key: bytes) -> None:
+        """The conversation ended (POST /finish_session): its next request is placed anew."""
+        self._sticky.pop(key, None)
+        if self.shared is not None:
+            self.shared.release(self.route_name, key)
+
     def _candidates(self, now: float, exclude: set[int]) -> list[Replica]:
-        limit = self.policy.max_concurrency_per_replica
+        limit = self._share(self.policy.max_concurrency_per_replica)
         out = []
         for r in self.replicas:
             if id(r) in exclude or (limit is not None and r.in_flight >= limit):
@@ -164,6 +197,8 @@ class Pool:
         low = min(r.in_flight for r in candidates)
         chosen = rendezvous_best(key, [r for r in candidates if r.in_flight == low])
         self._sticky[key] = chosen
+        if self.shared is not None:
+            self.shared.place(self.route_name, key, chosen.base_url)
         if len(self._sticky) > STICKY_CACHE_SIZE:
             self._sticky.popitem(last=False)
         return chosen
@@ -207,11 +242,22 @@ class Pool:
             self.record_failure(replica, "health check failed")
 
     # -- backpressure ----------------------------------------------------------------------
+    def _share(self, limit: int | None) -> int | None:
+        """A fleet-wide limit split evenly among the live members (rounded up)."""
+        if limit is None or self.members <= 1:
+            return limit
+        return -(-limit // self.members)
+
+    def set_members(self, members: int) -> None:
+        """The fleet's size changed: new shares; waiters may fit now."""
+        self.members = max(1, members)
+        self._wake()
+
     def _has_slot(self) -> bool:
-        limit = self.policy.max_concurrency
+        limit = self._share(self.policy.max_concurrency)
         if limit is not None and self.in_flight >= limit:
             return False
-        per = self.policy.max_concurrency_per_replica
+        per = self._share(self.policy.max_concurrency_per_replica)
         if per is not None:
             now = time.monotonic()
             return any(r.in_flight < per and r.open_until <= now for r in self.replicas)

@@ -19,7 +19,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from backends.http import UpstreamHTTP
-from gateway import __version__, admin, endpoints, engine_endpoints, responses_api
+from gateway import __version__, admin, endpoints, engine_endpoints, responses_api, sessions
 from gateway.auth import Authenticator
 from gateway.config import CONFIG_ENV, GatewayConfig, RouteConfig, load_config
 from gateway.errors import GatewayError
@@ -41,8 +41,12 @@ class Gateway:
         self.http = UpstreamHTTP(config.server.upstream_max_connections)
         self.control = self.http.control  # refit control plane (gateway/admin.py)
         self.readiness = Readiness()
-        # shared refit state across processes (`cluster:`); None: this process alone
-        self.fleet: Any = None
+        # called with every finished RequestContext (recording, ...)
+        self.finish_hooks: list[FinishHook] = []
+        self.started = time.time()
+        self.reloader: Reloader | None = None  # set by create_app
+        self.fleet: Any = None  # shared refit state across processes (`cluster:`)
+        self.install(self.derive(config))
         if config.cluster is not None:
             try:
                 from gateway.fleet import Fleet  # imports the Redis client: only when configured
@@ -52,11 +56,8 @@ class Gateway:
                 ) from None
 
             self.fleet = Fleet(config.cluster, self.control)
-        # called with every finished RequestContext (recording, ...)
-        self.finish_hooks: list[FinishHook] = []
-        self.started = time.time()
-        self.reloader: Reloader | None = None  # set by create_app
-        self.install(self.derive(config))
+            self.fleet.pools = lambda: [u.pool for _, u in admin.upstreams(self)]
+            self.fleet.attach()
         # managed local engines (route `launch`): started in the lifespan; a reload keeps them
         self.engines: Any = None
         if any(r.launch is not None for r in config.models):
@@ -84,6 +85,8 @@ class Gateway:
         old = {name: getattr(self, name, None) for name in parts}
         for name, value in parts.items():
             setattr(self, name, value)
+        if self.fleet is not None:
+            self.fleet.attach()  # the new pools share placements too
         if self.recording is not None:
             from gateway.recording import on_finish
 
@@ -251,6 +254,7 @@ def create_app(
             Route("/health", endpoints.health, methods=["GET"]),
             Route("/ready", _ready, methods=["GET"]),
             Route("/metrics", _metrics, methods=["GET"]),
+            Route("/finish_session", sessions.finish_session, methods=["POST"]),
             Route("/admin/reload", admin_reload, methods=["POST"]),
             *admin.ROUTES,
         ]

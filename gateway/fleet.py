@@ -156,6 +156,12 @@ class Fleet:
         self._tasks: list[asyncio.Task[None]] = []
         self._drain_task: asyncio.Task[None] | None = None
         self.aborted = 0  # by the last abort applied here
+        self.live_members = 1
+        # the current router's pools (set by the app): shared placements, limit shares
+        self.pools: Callable[[], list[Any]] = list
+        from gateway.fleet_sessions import FleetPlacements
+
+        self.placements = FleetPlacements(self)
         self._pending: set[asyncio.Task[None]] = set()
 
     # -- life --------------------------------------------------------------------------------
@@ -182,16 +188,18 @@ class Fleet:
                  self.epoch)  # fmt: skip
 
     async def stop(self) -> None:
-        for task in [*self._tasks, self._drain_task]:
-            if task is not None:
-                task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        with contextlib.suppress(RedisError, OSError):
-            await asyncio.wait_for(self._leave(), self.config.connect_timeout_s)
+        """Leave the fleet; every step bounded, so shutdown never waits on Redis."""
+        running = [*self._tasks, self._drain_task, *self._pending, *self.placements._pending]
+        tasks = [t for t in running if t is not None]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=1.0)
+        bound = self.config.connect_timeout_s
+        with contextlib.suppress(RedisError, OSError, TimeoutError):
+            await asyncio.wait_for(self._leave(), bound)
         with contextlib.suppress(Exception):
-            await self.redis.aclose()
+            await asyncio.wait_for(self.redis.aclose(), bound)
 
     async def _leave(self) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:
@@ -226,11 +234,21 @@ class Fleet:
         except (RedisError, OSError) as exc:
             self._lost(exc)
             raise
-        if not self.connected:
+        if self.last_error is not None:
             log.warning("fleet: Redis at %s reachable again", self.config.where)
         self.connected, self.last_error = True, None
         self.apply(_pairs(state))
+        self.live_members = max(1, len(members))
+        self.attach()
         return [orjson.loads(m) for m in members]
+
+    def attach(self) -> None:
+        """The pools share placements and split their concurrency limits among the members
+        (again after a reload or a change of membership)."""
+        for pool in self.pools():
+            pool.shared = self.placements
+            if pool.members != self.live_members:
+                pool.set_members(self.live_members)
 
     async def _beat(self) -> None:
         while True:
@@ -319,7 +337,7 @@ class Fleet:
                 await asyncio.sleep(min(self.config.heartbeat_s, 0.5))
             finally:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                    await asyncio.wait_for(pubsub.aclose(), self.config.connect_timeout_s)
 
     def _on_message(self, message: dict[str, Any]) -> None:
         channel = message["channel"].decode()

@@ -38,6 +38,9 @@ class ClusterConfig(BaseModel):
         2.0, gt=0, description="hot-path Redis calls slower than this fall back to local state"
     )
     connect_timeout_s: float = Field(1.0, gt=0, description="Redis connect and socket timeout")
+    session_ttl_s: float = Field(
+        3600.0, gt=0, description="a shared conversation placement lives this long unused"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> ClusterConfig:

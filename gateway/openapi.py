@@ -252,7 +252,8 @@ def _operation(
 
 
 ALL_ERRORS = tuple(ERRORS)
-ADMIN_ERRORS = ("400", "401", "403", "413", "431", "500")
+# 503: in a fleet (docs/scaling.md), Redis unreachable or a member did not confirm
+ADMIN_ERRORS = ("400", "401", "403", "413", "431", "500", "503")
 
 
 def gateway_paths() -> dict[str, Schema]:
@@ -339,6 +340,23 @@ def gateway_paths() -> dict[str, Schema]:
                     },
                     **{code: _error(ERRORS[code]) for code in AUTH_ERRORS},
                 },
+            }
+        },
+        "/finish_session": {
+            "post": {
+                **_operation(
+                    "release a session's sticky replica (the rollout ended)",
+                    _answer("released", None),
+                    ("400", "413", *AUTH_ERRORS),
+                    {
+                        "required": False,
+                        "content": {JSON: {"schema": _obj({"session_id": STRING})}},
+                    },
+                    tag="ops",
+                ),
+                "parameters": [
+                    {"name": "session_id", "in": "query", "required": False, "schema": STRING}
+                ],
             }
         },
         "/admin/reload": {
