@@ -26,6 +26,7 @@ from gateway.errors import GatewayError
 from gateway.metrics import GatewayMetrics
 from gateway.observe import FinishHook, ObserveMiddleware
 from gateway.openapi import extended_openapi
+from gateway.rate_limits import RateLimiter
 from gateway.readiness import Readiness
 from gateway.reload import InFlightMiddleware, Reloader, admin_reload, close_parts
 from gateway.request_io import error_response, json_response
@@ -57,6 +58,7 @@ class Gateway:
 
             self.fleet = Fleet(config.cluster, self.control)
             self.fleet.pools = lambda: [u.pool for _, u in admin.upstreams(self)]
+            self.fleet.rate_limits = lambda: self.rate_limits
             self.fleet.attach()
         # managed local engines (route `launch`): started in the lifespan; a reload keeps them
         self.engines: Any = None
@@ -77,6 +79,8 @@ class Gateway:
             "router": Router(config, self.http, self.metrics),
             "request_log": config.server.request_log,
         }
+        limits = parts["auth"].key_limits
+        parts["rate_limits"] = RateLimiter(limits) if limits else None
         parts["recording"] = Recording.from_config(config)  # last: it opens files
         return parts
 

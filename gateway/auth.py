@@ -65,7 +65,11 @@ class Authenticator:
         if server.api_keys_file:
             keys += load_key_file(server.api_keys_file)
         self.keys: dict[bytes, KeyInfo] = {}
+        # key name -> (requests, tokens) per minute, for keys that have limits
+        self.key_limits: dict[str, tuple[int | None, int | None]] = {}
         for key in keys:
+            if key.requests_per_minute or key.tokens_per_minute:
+                self.key_limits[key.name] = (key.requests_per_minute, key.tokens_per_minute)
             unknown = set(key.routes or ()) - route_names
             if unknown:
                 raise ConfigError(

@@ -50,6 +50,12 @@ class ApiKeyConfig(_Strict):
     name: str = Field(min_length=1, description="shown in logs and metrics instead of the key")
     key: SecretStr
     routes: list[str] | None = Field(None, description="routes this key may use; null = all")
+    requests_per_minute: int | None = Field(
+        None, ge=1, description="generation requests per minute (fleet-wide with cluster:)"
+    )
+    tokens_per_minute: int | None = Field(
+        None, ge=1, description="prompt + completion tokens per minute (fleet-wide with cluster:)"
+    )
 
     @model_validator(mode="after")
     def _non_empty(self) -> ApiKeyConfig:

@@ -159,9 +159,12 @@ class Fleet:
         self.live_members = 1
         # the current router's pools (set by the app): shared placements, limit shares
         self.pools: Callable[[], list[Any]] = list
+        from gateway.fleet_limits import FleetCounters
         from gateway.fleet_sessions import FleetPlacements
 
         self.placements = FleetPlacements(self)
+        self.counters = FleetCounters(self)
+        self.rate_limits: Callable[[], Any] = lambda: None  # the current RateLimiter (app)
         self._pending: set[asyncio.Task[None]] = set()
 
     # -- life --------------------------------------------------------------------------------
@@ -189,7 +192,8 @@ class Fleet:
 
     async def stop(self) -> None:
         """Leave the fleet; every step bounded, so shutdown never waits on Redis."""
-        running = [*self._tasks, self._drain_task, *self._pending, *self.placements._pending]
+        running = [*self._tasks, self._drain_task, *self._pending, *self.placements._pending,
+                   *self.counters._pending]  # fmt: skip
         tasks = [t for t in running if t is not None]
         for task in tasks:
             task.cancel()
@@ -245,6 +249,9 @@ class Fleet:
     def attach(self) -> None:
         """The pools share placements and split their concurrency limits among the members
         (again after a reload or a change of membership)."""
+        limiter = self.rate_limits()
+        if limiter is not None:
+            limiter.shared = self.counters
         for pool in self.pools():
             pool.shared = self.placements
             if pool.members != self.live_members:
@@ -453,5 +460,10 @@ class Fleet:
             "redis": self.config.where,
             "epoch": self.epoch,
             "in_flight": sum(m.get("in_flight", 0) for m in members),
+            # hot-path decisions taken alone: Redis slower than local_budget_ms, or down
+            "local_decisions": {
+                "placements": self.placements.local_decisions,
+                "rate_limits": self.counters.local_decisions,
+            },
             "members": members,
         }
