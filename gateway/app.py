@@ -59,6 +59,7 @@ class Gateway:
             self.fleet = Fleet(config.cluster, self.control)
             self.fleet.pools = lambda: [u.pool for _, u in admin.upstreams(self)]
             self.fleet.rate_limits = lambda: self.rate_limits
+            self.fleet.registry = self.metrics.registry
             self.fleet.attach()
         # managed local engines (route `launch`): started in the lifespan; a reload keeps them
         self.engines: Any = None
@@ -146,7 +147,13 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
 
 
 async def _metrics(request: Request) -> Response:
-    text = request.app.state.gateway.metrics.registry.render()
+    gateway = request.app.state.gateway
+    if gateway.fleet is None:
+        text = gateway.metrics.registry.render()
+    elif request.query_params.get("scope") == "local":  # this member only (per-pod scrapes)
+        text = gateway.metrics.registry.render_merged(gateway.fleet.member_id, [])
+    else:  # every live member's series, each with its worker label
+        text = await gateway.fleet.metrics_text()
     return Response(text, media_type="text/plain; version=0.0.4")
 
 

@@ -134,6 +134,7 @@ class Fleet:
             "reports": prefix + "reports",
             "members": prefix + "members",
             "info": prefix + "members:info",
+            "metrics": prefix + "metrics",
         }
         timeout = config.connect_timeout_s
         self.redis = aioredis.Redis.from_url(
@@ -165,6 +166,7 @@ class Fleet:
         self.placements = FleetPlacements(self)
         self.counters = FleetCounters(self)
         self.rate_limits: Callable[[], Any] = lambda: None  # the current RateLimiter (app)
+        self.registry: Any = None  # this process's metrics (app), shared every heartbeat
         self._pending: set[asyncio.Task[None]] = set()
 
     # -- life --------------------------------------------------------------------------------
@@ -262,6 +264,32 @@ class Fleet:
             await asyncio.sleep(self.config.heartbeat_s)
             with contextlib.suppress(RedisError, OSError):
                 await self.heartbeat()
+                if self.registry is not None:
+                    families = orjson.dumps(self.registry.families(self.member_id))
+                    await self.redis.hset(self.keys["metrics"], self.member_id, families)
+
+    async def metrics_text(self) -> str:
+        """Every live member's series in one exposition (others' as of their last heartbeat);
+        this member's alone, with a comment saying so, when Redis is unreachable."""
+        try:
+            live = {m["member"] for m in await self.members()}
+            shared = await self.redis.hgetall(self.keys["metrics"])
+        except (RedisError, OSError, GatewayError) as exc:
+            note = f"# fleet metrics unavailable ({type(exc).__name__}); this member only\n"
+            return note + self.registry.render_merged(self.member_id, [])
+        others, stale = [], []
+        for member, families in shared.items():
+            name = member.decode()
+            if name == self.member_id:
+                continue
+            if name in live:
+                others.append(orjson.loads(families))
+            else:
+                stale.append(name)
+        if stale:
+            with contextlib.suppress(RedisError, OSError):
+                await self.redis.hdel(self.keys["metrics"], *stale)
+        return self.registry.render_merged(self.member_id, others)
 
     def _lost(self, exc: BaseException) -> None:
         problem = f"{type(exc).__name__}: {exc}"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -32,8 +33,7 @@ from tests.upstream import free_port
 # local ones, the documented approximation (docs/scaling.md), and the counts below exact
 # only with shared ones
 CLUSTER = (
-    "cluster: {{redis_url: '{url}', heartbeat_s: 0.25, member_ttl_s: 1.0, "
-    "local_budget_ms: 1000}}\n"
+    "cluster: {{redis_url: '{url}', heartbeat_s: 0.25, member_ttl_s: 1.0, local_budget_ms: 1000}}\n"
 )
 
 
@@ -201,6 +201,17 @@ async def test_pause_on_one_member_holds_the_whole_fleet(fleet: Fleet) -> None:
     assert versions.count("v1") == at_pause
     assert versions.count("v2") == total - at_pause
     assert all(a.json()["policy_version"] == v for a, v in zip(answers, versions, strict=True))
+
+    # one scrape of any member adds up the whole fleet (every worker's series, labelled)
+    def fleet_answered() -> tuple[int, set[str]]:
+        text = httpx.get(urls[1] + "/metrics", timeout=10).text
+        found = re.findall(
+            r'^gateway_requests_total\{worker="([^"]+)",route="policy",'
+            r'endpoint="/v1/chat/completions",status="200"\} (\d+)$', text, re.M)  # fmt: skip
+        return sum(int(n) for _, n in found), {w for w, _ in found}
+
+    await asyncio.to_thread(wait_for, lambda: fleet_answered()[0] == len(answers))
+    assert len(fleet_answered()[1]) == 5  # 3 members + the 2 workers of the fourth
 
 
 def test_member_started_during_a_pause_starts_paused(fleet: Fleet) -> None:
