@@ -214,6 +214,30 @@ async def test_pause_on_one_member_holds_the_whole_fleet(fleet: Fleet) -> None:
     assert len(fleet_answered()[1]) == 5  # 3 members + the 2 workers of the fourth
 
 
+async def test_abort_cuts_in_flight_requests_on_every_member(fleet: Fleet) -> None:
+    urls = [m.url for m in fleet.members]
+    stop, answers = asyncio.Event(), []
+    load = asyncio.create_task(_load(urls, stop, answers, clients=32))
+    while len(answers) < 100:
+        await asyncio.sleep(0.05)
+    paused = await asyncio.to_thread(admin, urls[2], "/admin/pause", {"mode": "abort"})
+    assert paused.status_code == 200, paused.text
+    assert paused.json()["drained"] is True and paused.json()["in_flight"] == 0
+    at_pause, answered = await asyncio.to_thread(fleet.engine_count), len(answers)
+    for _ in range(5):
+        await asyncio.sleep(0.1)
+        assert await asyncio.to_thread(fleet.engine_count) == at_pause
+    assert len(answers) == answered
+    assert (await asyncio.to_thread(admin, urls[0], "/admin/resume")).status_code == 200
+    while len(answers) < answered + 50:
+        await asyncio.sleep(0.05)
+    stop.set()
+    await load
+    cut = [a for a in answers if a.status_code != 200]
+    assert all(a.status_code == 503 for a in cut), {a.status_code for a in cut}
+    assert all(a.json()["error"]["code"] == "aborted_for_refit" for a in cut)
+
+
 def test_member_started_during_a_pause_starts_paused(fleet: Fleet) -> None:
     url = fleet.members[0].url
     assert admin(url, "/admin/pause", {"mode": "keep"}).status_code == 200
