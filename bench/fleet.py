@@ -1,7 +1,7 @@
 """The fleet's costs (docs/scaling.md): pause propagation with 2, 4 and 8 members, and what
 fleet membership adds to a request.
 
-    .venv/bin/python -m bench.fleet [--members 2 4 8] [--repeats 30] [--requests 2000]
+    .venv/bin/python -m bench.fleet [--members 2 4 8] [--repeats 30] [--seconds 5]
 
 Needs `redis-server` (Debian package). Members are real `gym-gateway serve` processes with
 a mock route; they share one Redis started on a free port.
@@ -9,8 +9,9 @@ a mock route; they share one Redis started on a free port.
 * propagation: `POST /admin/pause {"mode": "keep"}` on one member returns once every live
   member reported that it applied the pause (and from then on admits nothing), so the call's
   duration is the time from the call to every member refusing new work. Each repeat resumes.
-* per request: p50 latency of sequential (concurrency 1) and 32-concurrent chat requests to
-  one member with and without a `cluster:` block, and the member's CPU per request.
+* fleet rate: 32 closed-loop clients (bench/loadgen.py) over 1 and over 2 members.
+* per request: p50 latency at concurrency 1 and 32 to one member with and without a
+  `cluster:` block, and the member's CPU per request.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ import time
 from pathlib import Path
 
 import httpx
+import orjson
 
+from bench.loadgen import CellResult, Scenario, build_request, closed_loop
 from tests.gateway_process import GatewayProcess
 from tests.redis_server import RedisServer
 
@@ -67,42 +70,56 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / 100  # utime + stime, in clock ticks of 10 ms
 
 
-async def latencies(url: str, requests: int, concurrency: int) -> list[float]:
-    times: list[float] = []
-
-    async def client(http: httpx.AsyncClient, n: int) -> None:
-        for _ in range(n):
-            start = time.perf_counter()
-            answer = await http.post(url + "/v1/chat/completions", json=BODY)
-            times.append((time.perf_counter() - start) * 1000)
-            assert answer.status_code == 200
-
-    async with httpx.AsyncClient(timeout=30) as http:
-        await asyncio.gather(*(client(http, requests // concurrency) for _ in range(concurrency)))
-    return times
+def scenario(port: int) -> Scenario:
+    return Scenario("chat", build_request("127.0.0.1", port, "/v1/chat/completions",
+                                          orjson.dumps(BODY)))  # fmt: skip
 
 
-def per_request(config: str, workdir: Path, requests: int) -> dict[str, float]:
+async def load(procs: list[GatewayProcess], concurrency: int, seconds: float) -> CellResult:
+    """Closed-loop clients (bench/loadgen.py) split over the members; results summed."""
+    per = max(1, concurrency // len(procs))
+    cells = await asyncio.gather(*(
+        closed_loop("127.0.0.1", p.port, scenario(p.port), per, 1.0, seconds) for p in procs
+    ))  # fmt: skip
+    total = CellResult(seconds=max(c.seconds for c in cells))
+    for cell in cells:
+        total.completed += cell.completed
+        total.errors += cell.errors
+        total.latencies += cell.latencies
+    return total
+
+
+def per_request(config: str, workdir: Path, seconds: float) -> dict[str, float]:
     proc = GatewayProcess(config, workdir).wait_ready(60)
     try:
-        asyncio.run(latencies(proc.url, 200, 8))  # warm-up
         result = {}
         for concurrency in (1, 32):
             cpu = cpu_seconds(proc.proc.pid)
-            times = asyncio.run(latencies(proc.url, requests, concurrency))
+            cell = asyncio.run(load([proc], concurrency, seconds))
             used = cpu_seconds(proc.proc.pid) - cpu
-            result[f"p50_ms_c{concurrency}"] = statistics.median(times)
-            result[f"cpu_us_per_request_c{concurrency}"] = used / len(times) * 1e6
+            result[f"p50_ms_c{concurrency}"] = statistics.median(cell.latencies) * 1000
+            result[f"cpu_us_per_request_c{concurrency}"] = used / max(1, cell.completed) * 1e6
         return result
     finally:
         proc.stop()
+
+
+def fleet_rate(redis_url: str, workdir: Path, members: int, seconds: float) -> float:
+    procs = [GatewayProcess(cluster(redis_url) + MOCK, workdir) for _ in range(members)]
+    try:
+        for p in procs:
+            p.wait_ready(60)
+        return asyncio.run(load(procs, 32, seconds)).rps
+    finally:
+        for p in procs:
+            p.stop()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--members", type=int, nargs="+", default=[2, 4, 8])
     parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--seconds", type=float, default=5.0, help="per load cell")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
@@ -114,8 +131,14 @@ def main() -> None:
                 t = propagation(redis.url, workdir, n, args.repeats)
                 print(f"| {n} | {pct(t, 0.5):.1f} | {pct(t, 0.99):.1f} | {max(t):.1f} |")
             print()
-            alone = per_request(MOCK, workdir, args.requests)
-            fleet = per_request(cluster(redis.url) + MOCK, workdir, args.requests)
+            rates = {n: fleet_rate(redis.url, workdir, n, args.seconds) for n in (1, 2)}
+            print("| members (mock route, 32 clients) | fleet req/s |")
+            print("| --- | --- |")
+            for n, rate in rates.items():
+                print(f"| {n} | {rate:,.0f} |")
+            print()
+            alone = per_request(MOCK, workdir, args.seconds)
+            fleet = per_request(cluster(redis.url) + MOCK, workdir, args.seconds)
             print("| per request (mock route, one member) | no cluster | cluster | added |")
             print("| --- | --- | --- | --- |")
             for key in alone:

@@ -45,17 +45,25 @@ from gateway.fleet_config import ClusterConfig
 
 log = logging.getLogger("gateway.fleet")
 
-# KEYS: state, events. ARGV: origin, then field/value pairs ("" deletes the field).
-# Bumps the epoch, writes the fields, publishes the whole new state; returns the epoch.
+# KEYS: state, events. ARGV: origin, n, then n seed values (the caller's own state as
+# field/value pairs, written first if Redis lost the state: a restart without persistence,
+# so the epoch keeps rising), then field/value pairs ("" deletes the field).
+# Bumps the epoch, writes the fields, publishes the whole new state; returns {epoch, seeded}.
 COMMAND_SCRIPT = """
+local n = tonumber(ARGV[2])
+local seeded = 0
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  seeded = 1
+  for i = 3, 2 + n, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+end
 local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
-for i = 2, #ARGV, 2 do
+for i = 3 + n, #ARGV, 2 do
   if ARGV[i + 1] == '' then redis.call('HDEL', KEYS[1], ARGV[i])
   else redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 end
 local state = redis.call('HGETALL', KEYS[1])
 redis.call('PUBLISH', KEYS[2], cjson.encode({origin = ARGV[1], state = state}))
-return epoch
+return {epoch, seeded}
 """
 
 # KEYS: members, info, state. ARGV: member, info JSON, ttl ms, then the member's own state as
@@ -227,10 +235,7 @@ class Fleet:
 
     async def heartbeat(self) -> list[dict[str, Any]]:
         """Renew membership, catch up with the state; returns the live members' info."""
-        seed: list[str] = []
-        if self.epoch:
-            for field, value in self.state.items():
-                seed += [field, value]
+        seed = self._seed()
         try:
             state, members = await self._heartbeat(
                 keys=[self.keys["members"], self.keys["info"], self.keys["state"]],
@@ -247,6 +252,14 @@ class Fleet:
         self.live_members = max(1, len(members))
         self.attach()
         return [orjson.loads(m) for m in members]
+
+    def _seed(self) -> list[str]:
+        """This member's state as field/value pairs, to re-seed a Redis that lost it."""
+        seed: list[str] = []
+        if self.epoch:
+            for field, value in self.state.items():
+                seed += [field, value]
+        return seed
 
     def attach(self) -> None:
         """The pools share placements and split their concurrency limits among the members
@@ -394,11 +407,14 @@ class Fleet:
         confirmed it (and, with `drain_timeout`, until the fleet has nothing in flight).
         `on_recorded` runs once the state is in Redis (the engine calls: none when Redis
         could not take the command)."""
-        args: list[Any] = [self.member_id]
+        seed = self._seed()
+        args: list[Any] = [self.member_id, len(seed), *seed]
         for field, value in fields.items():
             args += [field, value]
         try:
-            epoch = await self._command(keys=[self.keys["state"], self.keys["events"]], args=args)
+            epoch, seeded = await self._command(
+                keys=[self.keys["state"], self.keys["events"]], args=args
+            )
             state = _pairs(await self.redis.hgetall(self.keys["state"]))
         except (RedisError, OSError) as exc:
             self._lost(exc)
@@ -406,6 +422,8 @@ class Fleet:
         self.apply(state)
         if on_recorded is not None:
             on_recorded()
+        if seeded:  # Redis had lost everything: let every member re-register before counting
+            await asyncio.sleep(2 * self.config.heartbeat_s)
         return await self._await_members(int(epoch), drain_timeout)
 
     async def _await_members(self, epoch: int, drain_timeout: float | None) -> dict[str, Any]:
