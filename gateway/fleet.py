@@ -45,17 +45,17 @@ from gateway.fleet_config import ClusterConfig
 
 log = logging.getLogger("gateway.fleet")
 
-# KEYS: state, events. ARGV: origin, n, then n seed values (the caller's own state as
-# field/value pairs, written first if Redis lost the state: a restart without persistence,
-# so the epoch keeps rising), then field/value pairs ("" deletes the field).
-# Bumps the epoch, writes the fields, publishes the whole new state; returns {epoch, seeded}.
+# KEYS: state, events, members. ARGV: origin (this member), n, then n seed values (the
+# caller's own state as field/value pairs, written first if Redis lost the state: a restart
+# without persistence, so the epoch keeps rising), then field/value pairs ("" deletes one).
+# Bumps the epoch, writes the fields, publishes the whole new state; returns {epoch, lost}:
+# lost = 1 when Redis does not know the calling member (it lost the membership too).
 COMMAND_SCRIPT = """
 local n = tonumber(ARGV[2])
-local seeded = 0
 if redis.call('EXISTS', KEYS[1]) == 0 then
-  seeded = 1
   for i = 3, 2 + n, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 end
+local lost = redis.call('ZSCORE', KEYS[3], ARGV[1]) == false
 local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
 for i = 3 + n, #ARGV, 2 do
   if ARGV[i + 1] == '' then redis.call('HDEL', KEYS[1], ARGV[i])
@@ -63,7 +63,7 @@ for i = 3 + n, #ARGV, 2 do
 end
 local state = redis.call('HGETALL', KEYS[1])
 redis.call('PUBLISH', KEYS[2], cjson.encode({origin = ARGV[1], state = state}))
-return {epoch, seeded}
+return {epoch, lost and 1 or 0}
 """
 
 # KEYS: members, info, state. ARGV: member, info JSON, ttl ms, then the member's own state as
@@ -412,8 +412,8 @@ class Fleet:
         for field, value in fields.items():
             args += [field, value]
         try:
-            epoch, seeded = await self._command(
-                keys=[self.keys["state"], self.keys["events"]], args=args
+            epoch, lost = await self._command(
+                keys=[self.keys["state"], self.keys["events"], self.keys["members"]], args=args
             )
             state = _pairs(await self.redis.hgetall(self.keys["state"]))
         except (RedisError, OSError) as exc:
@@ -422,7 +422,7 @@ class Fleet:
         self.apply(state)
         if on_recorded is not None:
             on_recorded()
-        if seeded:  # Redis had lost everything: let every member re-register before counting
+        if lost:  # Redis lost the membership: let every member re-register before counting
             await asyncio.sleep(2 * self.config.heartbeat_s)
         return await self._await_members(int(epoch), drain_timeout)
 
