@@ -123,8 +123,9 @@ class Pool:
         self, body: dict[str, Any], ctx: RequestContext, avoid: set[int]
     ) -> None:
         """Before `pick`, in a fleet with sticky_least_loaded: when this process does not
-        know the conversation, or its replica is out (ejected, or failed this request), ask
-        where another member placed it (one bounded round trip to the shared store)."""
+        know the conversation, or its replica is out (ejected, or failed this request),
+        claim a placement in the shared store: the one another member recorded, or this
+        process's choice (one bounded round trip; the first claim wins a race)."""
         if self.shared is None or self.policy.strategy != "sticky_least_loaded":
             return
         if len(self.replicas) < 2:
@@ -134,11 +135,17 @@ class Pool:
         known = self._sticky.get(key)
         if known is not None and known.open_until <= now and id(known) not in avoid:
             return
-        url = await self.shared.placement(self.route_name, key)
-        for replica in self.replicas:
+        candidates = self._candidates(now, avoid)
+        if not candidates:
+            return  # pick() decides (a last resort, or 503)
+        low = min(r.in_flight for r in candidates)
+        proposal = rendezvous_best(key, [r for r in candidates if r.in_flight == low])
+        usable = {id(r) for r in candidates}
+        out = [r.base_url for r in self.replicas if id(r) not in usable]
+        url = await self.shared.claim(self.route_name, key, proposal.base_url, out)
+        for replica in candidates:
             if replica.base_url == url:
-                if replica.open_until <= now and id(replica) not in avoid:
-                    self._sticky[key] = replica
+                self._sticky[key] = replica
                 return
 
     def forget(self, key: bytes) -> None:
@@ -197,8 +204,6 @@ class Pool:
         low = min(r.in_flight for r in candidates)
         chosen = rendezvous_best(key, [r for r in candidates if r.in_flight == low])
         self._sticky[key] = chosen
-        if self.shared is not None:
-            self.shared.place(self.route_name, key, chosen.base_url)
         if len(self._sticky) > STICKY_CACHE_SIZE:
             self._sticky.popitem(last=False)
         return chosen

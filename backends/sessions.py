@@ -10,15 +10,13 @@ from typing import Protocol
 
 
 class SharedPlacements(Protocol):
-    async def placement(self, route: str, key: bytes) -> str | None:
-        """The replica (base URL) another process placed this conversation on, or None:
-        unknown, or the shared store was slower than its budget or unreachable."""
-        ...
-
-    def place(self, route: str, key: bytes, replica: str) -> None:
-        """Record a placement (fire and forget: never delays the request)."""
+    async def claim(self, route: str, key: bytes, proposal: str, out: list[str]) -> str | None:
+        """The conversation's replica (base URL) for every process: the one already recorded
+        unless it is in `out` (replicas this process cannot use), else `proposal`, recorded
+        atomically (the first process to claim wins a race). None: the shared store was
+        slower than its budget or unreachable, decide locally."""
         ...
 
     def release(self, route: str, key: bytes) -> None:
-        """Forget a placement (the conversation ended)."""
+        """Forget a placement (the conversation ended; fire and forget)."""
         ...

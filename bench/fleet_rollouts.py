@@ -14,7 +14,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.e2e.test_fleet_e2e import Fleet, check_contiguous, run_rollouts
+import httpx
+
+from tests.e2e.test_fleet_e2e import Fleet, contiguity, run_rollouts
 
 
 def main() -> None:
@@ -28,10 +30,18 @@ def main() -> None:
             start = time.perf_counter()
             placed = asyncio.run(run_rollouts(fleet, args.rollouts, args.turns))
             seconds = time.perf_counter() - start
-            moved = check_contiguous(placed, args.turns)
+            answered = sum(len(p) for p in placed.values())
+            moved, broken = contiguity(placed)
+            local = [
+                httpx.get(m.url + "/admin/status", timeout=10).json()["fleet"]["local_decisions"]
+                for m in fleet.members
+            ]
+            examples = list(broken.items())[:5]
             print(
-                f"{args.rollouts} rollouts × {args.turns} turns in {seconds:.1f} s: every turn "
-                f"answered, all contiguous; {moved} moved once off the killed replica"
+                f"{args.rollouts} rollouts × {args.turns} turns in {seconds:.1f} s: "
+                f"{answered} of {args.rollouts * args.turns} turns answered; {moved} moved once "
+                f"off the killed replica; {len(broken)} not contiguous {examples}; "
+                f"local decisions per member {local}"
             )
         finally:
             fleet.stop()

@@ -145,13 +145,18 @@ class Fleet:
             "metrics": prefix + "metrics",
         }
         timeout = config.connect_timeout_s
-        self.redis = aioredis.Redis.from_url(
+        # a bounded pool: under load, requests wait for a connection (inside their budget)
+        # instead of opening one each and hitting the client's connection cap
+        pool = aioredis.BlockingConnectionPool.from_url(
             config.redis_url,
+            max_connections=config.max_connections,
+            timeout=timeout,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 0),  # fail fast: admin calls answer 503 at once
             health_check_interval=max(1, int(config.heartbeat_s * 2)),
         )
+        self.redis = aioredis.Redis.from_pool(pool)
         self._command = self.redis.register_script(COMMAND_SCRIPT)
         self._heartbeat = self.redis.register_script(HEARTBEAT_SCRIPT)
         self._members = self.redis.register_script(MEMBERS_SCRIPT)

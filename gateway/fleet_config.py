@@ -38,6 +38,9 @@ class ClusterConfig(BaseModel):
         2.0, gt=0, description="hot-path Redis calls slower than this fall back to local state"
     )
     connect_timeout_s: float = Field(1.0, gt=0, description="Redis connect and socket timeout")
+    max_connections: int = Field(
+        64, ge=4, description="Redis connections per member (pub/sub holds one)"
+    )
     session_ttl_s: float = Field(
         3600.0, gt=0, description="a shared conversation placement lives this long unused"
     )

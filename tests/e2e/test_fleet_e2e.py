@@ -28,12 +28,13 @@ from tests.gateway_process import GatewayProcess
 from tests.redis_server import RedisServer
 from tests.upstream import free_port
 
-# local_budget_ms: 1000 because this test machine's two cores are shared with other jobs:
-# the default 2 ms budget would turn some shared decisions (placements, rate limits) into
-# local ones, the documented approximation (docs/scaling.md), and the counts below exact
-# only with shared ones
+# local_budget_ms and connect_timeout_s at 5 s because this test machine's two cores are
+# shared with other jobs (and, in bench/fleet_rollouts.py, 1,000 rollouts): the defaults
+# (2 ms, 1 s) would turn some shared decisions (placements, rate limits) into local ones, the
+# documented approximation (docs/scaling.md), and the exact counts below hold only without it
 CLUSTER = (
-    "cluster: {{redis_url: '{url}', heartbeat_s: 0.25, member_ttl_s: 1.0, local_budget_ms: 1000}}\n"
+    "cluster: {{redis_url: '{url}', heartbeat_s: 0.25, member_ttl_s: 1.0, "
+    "local_budget_ms: 5000, connect_timeout_s: 5}}\n"
 )
 
 
@@ -415,18 +416,17 @@ async def run_rollouts(fleet: Fleet, rollouts: int, turns: int = 4) -> dict[int,
     return placed
 
 
-def check_contiguous(placed: dict[int, list[str]], turns: int) -> int:
-    """Every turn answered; each rollout on one replica, or moved once off the killed r0.
-    Returns how many moved."""
-    assert all(len(p) == turns for p in placed.values())  # nothing lost
-    moved = 0
+def contiguity(placed: dict[int, list[str]]) -> tuple[int, dict[int, list[str]]]:
+    """How many rollouts moved once off the killed r0, and the ones that did otherwise
+    (hopped more than once, or moved off a live replica)."""
+    moved, broken = 0, {}
     for index, replicas in placed.items():
         runs = [r for i, r in enumerate(replicas) if i == 0 or replicas[i - 1] != r]
-        assert len(runs) <= 2, f"rollout {index} hopped between replicas: {replicas}"
-        if len(runs) == 2:
+        if len(runs) == 2 and runs[0] == "r0":
             moved += 1
-            assert runs[0] == "r0", f"rollout {index} moved off a live replica: {replicas}"
-    return moved
+        elif len(runs) > 1:
+            broken[index] = replicas
+    return moved, broken
 
 
 async def test_rollouts_survive_a_member_and_a_replica_killed(fleet: Fleet) -> None:
@@ -434,4 +434,7 @@ async def test_rollouts_survive_a_member_and_a_replica_killed(fleet: Fleet) -> N
     and one engine replica killed mid-run: nothing lost, conversations contiguous. Runs last
     in this module: it leaves a replica dead."""
     placed = await run_rollouts(fleet, 200, turns=4)
-    assert check_contiguous(placed, 4) < 200
+    assert all(len(p) == 4 for p in placed.values())  # nothing lost
+    moved, broken = contiguity(placed)
+    assert not broken, broken
+    assert moved < 200

@@ -20,12 +20,12 @@ class DictPlacements:
         self.placed: dict[tuple[str, bytes], str] = {}
         self.lookups = 0
 
-    async def placement(self, route: str, key: bytes) -> str | None:
+    async def claim(self, route: str, key: bytes, proposal: str, out: list[str]) -> str | None:
         self.lookups += 1
-        return self.placed.get((route, key))
-
-    def place(self, route: str, key: bytes, replica: str) -> None:
-        self.placed[(route, key)] = replica
+        current = self.placed.get((route, key))
+        if current is None or current in out:
+            current = self.placed[(route, key)] = proposal
+        return current
 
     def release(self, route: str, key: bytes) -> None:
         self.placed.pop((route, key), None)
@@ -80,6 +80,24 @@ async def test_replica_out_re_placed_once_for_every_member() -> None:
     # b has not noticed yet: its request to the dead replica fails, then it follows a
     b_dead = next(r for r in b.replicas if r.base_url == first)
     assert await turn(b, "s", avoid={id(b_dead)}) == moved
+
+
+async def test_the_first_claim_wins() -> None:
+    """Two members meeting a new conversation at once, with different loads, agree."""
+    store = DictPlacements()
+    a, b = member(store), member(store)
+    b.replicas[0].in_flight = b.replicas[1].in_flight = 9  # b would choose differently
+    for i in range(20):
+        assert await turn(a, f"s{i}") == await turn(b, f"s{i}")
+
+
+async def test_store_out_of_reach_decides_locally() -> None:
+    class Down(DictPlacements):
+        async def claim(self, route: str, key: bytes, proposal: str, out: list[str]) -> None:
+            return None
+
+    pool = member(Down())
+    assert await turn(pool, "s") == await turn(pool, "s")  # still sticky, locally
 
 
 async def test_finish_session_releases_everywhere() -> None:
