@@ -364,16 +364,20 @@ def test_no_redis_client_without_a_cluster_block() -> None:
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=60)
 
 
-async def run_rollouts(fleet: Fleet, rollouts: int, turns: int = 4) -> dict[int, list[str]]:
+async def run_rollouts(
+    fleet: Fleet, rollouts: int, turns: int = 4
+) -> tuple[dict[int, list[str]], int]:
     """`rollouts` concurrent `turns`-turn conversations over every member (turns rotate
     across members, as behind a load balancer), plus one extra member; after a third of the
     turns that member and replica r0 are killed. A client resends a failed turn to the next
-    member (as NeMo Gym retries). Returns each rollout's replicas, turn by turn."""
+    member (as NeMo Gym retries). Returns each rollout's replicas, turn by turn, and how many
+    placements members decided alone (Redis slower than the budget)."""
     extra = await asyncio.to_thread(lambda: fleet.member().wait_ready(60))
     urls = [m.url for m in fleet.members] + [extra.url]
     done = 0
     placed: dict[int, list[str]] = {i: [] for i in range(rollouts)}
     third = asyncio.Event()
+    local_decisions: list[dict[str, int]] = []  # the killed member's, just before
 
     async def rollout(index: int, http: httpx.AsyncClient) -> None:
         nonlocal done
@@ -405,6 +409,8 @@ async def run_rollouts(fleet: Fleet, rollouts: int, turns: int = 4) -> dict[int,
 
     async def chaos() -> None:
         await third.wait()
+        extra_status = await asyncio.to_thread(httpx.get, extra.url + "/admin/status", timeout=10)
+        local_decisions.append(extra_status.json()["fleet"]["local_decisions"])
         extra.proc.send_signal(signal.SIGKILL)
         fleet.replicas[0].proc.send_signal(signal.SIGKILL)
 
@@ -413,7 +419,10 @@ async def run_rollouts(fleet: Fleet, rollouts: int, turns: int = 4) -> dict[int,
         await asyncio.gather(chaos(), *(rollout(i, http) for i in range(rollouts)))
     extra.stop()
     fleet.replicas[0].stop()
-    return placed
+    for m in fleet.members:
+        status = await asyncio.to_thread(httpx.get, m.url + "/admin/status", timeout=10)
+        local_decisions.append(status.json()["fleet"]["local_decisions"])
+    return placed, sum(d["placements"] for d in local_decisions)
 
 
 def contiguity(placed: dict[int, list[str]]) -> tuple[int, dict[int, list[str]]]:
@@ -433,8 +442,10 @@ async def test_rollouts_survive_a_member_and_a_replica_killed(fleet: Fleet) -> N
     """200 concurrent 4-turn rollouts (bench/fleet_rollouts.py runs 1,000) with one member
     and one engine replica killed mid-run: nothing lost, conversations contiguous. Runs last
     in this module: it leaves a replica dead."""
-    placed = await run_rollouts(fleet, 200, turns=4)
+    placed, local_decisions = await run_rollouts(fleet, 200, turns=4)
     assert all(len(p) == 4 for p in placed.values())  # nothing lost
     moved, broken = contiguity(placed)
-    assert not broken, broken
+    # a rollout may hop only through the documented approximation: a member that could not
+    # reach Redis within its budget placed a turn alone (counted in /admin/status)
+    assert len(broken) <= local_decisions, (broken, local_decisions)
     assert moved < 200
