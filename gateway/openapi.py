@@ -43,6 +43,7 @@ STRING: Schema = {"type": "string"}
 OBJECT: Schema = {"type": "object"}
 LIST: Schema = {"type": "array"}
 COUNT: Schema = {"type": "integer", "minimum": 0}
+SESSION_ID: Schema = {"type": "string", "minLength": 1, "maxLength": 256}
 SSE_EVENT: Schema = {
     "type": "object",
     "properties": {"event": STRING, "data": STRING, "id": STRING},
@@ -350,12 +351,12 @@ def gateway_paths() -> dict[str, Schema]:
                     ("400", "413", *AUTH_ERRORS),
                     {
                         "required": False,
-                        "content": {JSON: {"schema": _obj({"session_id": STRING})}},
+                        "content": {JSON: {"schema": _obj({"session_id": SESSION_ID})}},
                     },
                     tag="ops",
                 ),
                 "parameters": [
-                    {"name": "session_id", "in": "query", "required": False, "schema": STRING}
+                    {"name": "session_id", "in": "query", "required": False, "schema": SESSION_ID}
                 ],
             }
         },

@@ -19,18 +19,33 @@ MAX_SESSION_ID = 256
 
 
 async def finish_session(request: Request) -> Response:
-    session_id = request.query_params.get("session_id") or request.headers.get("x-session-id")
-    if session_id is None and request.headers.get("content-length") not in (None, "0"):
+    body = {}
+    if request.headers.get("content-length") not in (None, "0"):
         body = await read_json_body(request, 64 * 1024)
-        session_id = body.get("session_id")
-    if not isinstance(session_id, str) or not 0 < len(session_id) <= MAX_SESSION_ID:
-        raise InvalidRequest(
-            'give the session id as ?session_id=, a JSON body {"session_id": ...} or the '
-            f"x-session-id header (1 to {MAX_SESSION_ID} characters)",
-            param="session_id",
-        )
+    given: list[object] = []  # every place that names a session id must name a valid one
+    if "session_id" in request.query_params:
+        given.append(request.query_params["session_id"])
+    if "x-session-id" in request.headers:
+        given.append(request.headers["x-session-id"])
+    if "session_id" in body:
+        given.append(body["session_id"])
+    if not given or not all(_valid(v) for v in given):
+        raise _invalid()
+    session_id = str(given[0])  # the query first, then the header, then the body
     gateway = request.app.state.gateway
     key = session_id.encode()
     for _, upstream in upstreams(gateway):
         upstream.pool.forget(key)
     return json_response({"session_id": session_id, "released": True})
+
+
+def _valid(session_id: object) -> bool:
+    return isinstance(session_id, str) and 0 < len(session_id) <= MAX_SESSION_ID
+
+
+def _invalid() -> InvalidRequest:
+    return InvalidRequest(
+        'give the session id as ?session_id=, a JSON body {"session_id": ...} or the '
+        f"x-session-id header (1 to {MAX_SESSION_ID} characters)",
+        param="session_id",
+    )
