@@ -10,7 +10,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY gateway ./gateway
 COPY backends ./backends
-RUN pip install . && useradd --system --uid 10001 --home /app gateway
+RUN pip install '.[cluster]' && useradd --system --uid 10001 --home /app gateway
 
 USER gateway
 # Serve the mounted config; bind all interfaces inside the container.

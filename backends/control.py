@@ -43,13 +43,18 @@ class ControlPlane:
     async def admit(self) -> str | None:
         """Wait while paused (bounded); returns the policy version the request runs under."""
         if self.paused:
-            try:
-                await asyncio.wait_for(self._resumed.wait(), self.max_pause_wait_s)
-            except TimeoutError:
-                raise GatewayError(
-                    503, "The gateway is paused for a weight update; retry shortly",
-                    code="paused", headers={"retry-after": "5"},
-                ) from None  # fmt: skip
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self.max_pause_wait_s
+            # a loop: a pause that comes again between the resume and this task's wake-up
+            # must hold it too (no admission while paused, fleet-wide or not)
+            while self.paused:
+                try:
+                    await asyncio.wait_for(self._resumed.wait(), deadline - loop.time())
+                except TimeoutError:
+                    raise GatewayError(
+                        503, "The gateway is paused for a weight update; retry shortly",
+                        code="paused", headers={"retry-after": "5"},
+                    ) from None  # fmt: skip
         self.in_flight += 1
         self._idle.clear()
         return self.policy_version
@@ -78,22 +83,33 @@ class ControlPlane:
 
     # -- the trainer's commands ----------------------------------------------------------------
     async def pause(self, mode: PauseMode, timeout_s: float) -> dict[str, object]:
-        self.paused = True
-        self.pause_mode = mode
-        self.paused_since = time.time()
-        self._resumed.clear()
-        aborted = 0
+        aborted = self.stop_admitting(mode)
         drained = True
-        if mode == "abort":
-            aborted = self.abort_all()
         if mode in ("wait", "abort"):
-            try:
-                await asyncio.wait_for(self._idle.wait(), timeout_s)
-            except TimeoutError:
-                drained = False
-        self.aborting = False
+            drained = await self.drain(timeout_s)
         return {"paused": True, "mode": mode, "in_flight": self.in_flight,
                 "drained": drained, "aborted": aborted}  # fmt: skip
+
+    def stop_admitting(self, mode: PauseMode, since: float | None = None) -> int:
+        """The synchronous half of a pause (no await: once it returns, nothing is admitted);
+        with `abort`, in-flight work is cut off. Returns how many were aborted."""
+        self.paused = True
+        self.pause_mode = mode
+        self.paused_since = time.time() if since is None else since
+        self._resumed.clear()
+        if mode != "abort":
+            return 0
+        return self.abort_all()  # `aborting` stays set until the drain is over
+
+    async def drain(self, timeout_s: float) -> bool:
+        """Wait until nothing is in flight here; False when the timeout passed first."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        finally:
+            self.aborting = False  # the aborted requests have seen it by now
+        return True
 
     def resume(self) -> dict[str, object]:
         self.paused = False

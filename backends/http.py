@@ -310,6 +310,8 @@ class UpstreamHTTP:
         tried: set[int] = set()
         attempt = 0
         while True:
+            if pool.shared is not None:
+                await pool.consult_shared(body, ctx, tried)
             replica = pool.pick(body, ctx, tried)
             replica.in_flight += 1
             replica.served += 1

@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 
 from backends.placement import GroupAffinity
+from backends.sessions import SharedPlacements
 from gateway.context import RequestContext
 from gateway.errors import GatewayError
 from gateway.policies import PoolPolicy
@@ -132,6 +133,10 @@ class Pool:
     in_flight: int = 0
     # One sentence telling a user how to bring this route's engine up (family-specific).
     start_hint: str = ""
+    # a fleet (gateway/fleet.py): placements shared with the other members, and how many
+    # members share this route's concurrency limits (each takes an even share)
+    shared: SharedPlacements | None = None
+    members: int = 1
 
     @classmethod
     def from_urls(
@@ -143,8 +148,43 @@ class Pool:
         return cls(route_name, policy, replicas, start_hint=start_hint)
 
     # -- selection -------------------------------------------------------------------------
+    async def consult_shared(
+        self, body: dict[str, Any], ctx: RequestContext, avoid: set[int]
+    ) -> None:
+        """Before `pick`, in a fleet with sticky_least_loaded: when this process does not
+        know the conversation, or its replica is out (ejected, or failed this request),
+        claim a placement in the shared store: the one another member recorded, or this
+        process's choice (one bounded round trip; the first claim wins a race)."""
+        if self.shared is None or self.policy.strategy != "sticky_least_loaded":
+            return
+        if len(self.replicas) < 2:
+            return
+        key = conversation_key(body, ctx)
+        now = time.monotonic()
+        known = self._sticky.get(key)
+        if known is not None and known.open_until <= now and id(known) not in avoid:
+            return
+        candidates = self._candidates(now, avoid)
+        if not candidates:
+            return  # pick() decides (a last resort, or 503)
+        low = min(r.in_flight for r in candidates)
+        proposal = rendezvous_best(key, [r for r in candidates if r.in_flight == low])
+        usable = {id(r) for r in candidates}
+        out = [r.base_url for r in self.replicas if id(r) not in usable]
+        url = await self.shared.claim(self.route_name, key, proposal.base_url, out)
+        for replica in candidates:
+            if replica.base_url == url:
+                self._sticky[key] = replica
+                return
+
+    def forget(self, key: bytes) -> None:
+        """The conversation ended (POST /finish_session): its next request is placed anew."""
+        self._sticky.pop(key, None)
+        if self.shared is not None:
+            self.shared.release(self.route_name, key)
+
     def _candidates(self, now: float, exclude: set[int]) -> list[Replica]:
-        limit = self.policy.max_concurrency_per_replica
+        limit = self._share(self.policy.max_concurrency_per_replica)
         out = []
         for r in self.replicas:
             if id(r) in exclude or (limit is not None and r.in_flight >= limit):
@@ -267,11 +307,22 @@ class Pool:
             self.record_failure(replica, why)
 
     # -- backpressure ----------------------------------------------------------------------
+    def _share(self, limit: int | None) -> int | None:
+        """A fleet-wide limit split evenly among the live members (rounded up)."""
+        if limit is None or self.members <= 1:
+            return limit
+        return -(-limit // self.members)
+
+    def set_members(self, members: int) -> None:
+        """The fleet's size changed: new shares; waiters may fit now."""
+        self.members = max(1, members)
+        self._wake()
+
     def _has_slot(self) -> bool:
-        limit = self.policy.max_concurrency
+        limit = self._share(self.policy.max_concurrency)
         if limit is not None and self.in_flight >= limit:
             return False
-        per = self.policy.max_concurrency_per_replica
+        per = self._share(self.policy.max_concurrency_per_replica)
         if per is not None:
             now = time.monotonic()
             return any(r.in_flight < per and r.open_until <= now for r in self.replicas)

@@ -18,7 +18,7 @@ from starlette.routing import Route
 
 from backends.http import Upstream
 from backends.pool import UNREACHABLE
-from gateway.errors import InvalidRequest
+from gateway.errors import GatewayError, InvalidRequest
 from gateway.request_io import json_response, read_json_body
 
 if TYPE_CHECKING:
@@ -102,9 +102,21 @@ async def pause(request: Request) -> Response:
     # families whose engine call waits for the gateway's drain go after it (SGLang's `wait`)
     now = [t for t in targets if not _after_drain(t[1], mode)]
     later = [t for t in targets if _after_drain(t[1], mode)]
-    engines_task = asyncio.ensure_future(_call_engines(gateway, now, "pause", mode))
-    result = await gateway.control.pause(mode, float(timeout))
-    engines = await engines_task + await _call_engines(gateway, later, "pause", mode)
+    # the member that took the call controls the engines (once per replica, not per
+    # member), and only once the fleet state is recorded
+    engine_calls: list[asyncio.Future[list[dict[str, Any]]]] = []
+
+    def control_engines() -> None:
+        engine_calls.append(asyncio.ensure_future(_call_engines(gateway, now, "pause", mode)))
+
+    if gateway.fleet is not None:
+        result = await gateway.fleet.pause(mode, float(timeout), control_engines)
+    else:
+        control_engines()
+        result = await gateway.control.pause(mode, float(timeout))
+    engines = (await engine_calls[0] if engine_calls else []) + await _call_engines(
+        gateway, later, "pause", mode
+    )
     result["engines"] = engines
     error = _engine_error("pause", engines)
     if error is not None:
@@ -112,7 +124,10 @@ async def pause(request: Request) -> Response:
         paused = [(e["route"], gateway.router.drivers[e["route"]], e["upstream"])
                   for e in engines if e["ok"]]  # fmt: skip
         undone = await _call_engines(gateway, paused, "resume")
-        gateway.control.resume()
+        if gateway.fleet is not None:
+            await gateway.fleet.resume()
+        else:
+            gateway.control.resume()
         gateway.control.engine_error = error
         log.warning("pause failed at the engines, undone: %s", error["message"])
         answer = {"error": error, "paused": False, "mode": mode, "engines": engines,
@@ -120,7 +135,7 @@ async def pause(request: Request) -> Response:
         return json_response(answer, status=502)
     gateway.control.engine_error = None
     log.info("paused (mode %s): %s", mode, result)
-    return json_response(result)
+    return _fleet_answer(result)
 
 
 def _after_drain(driver: Any, mode: str) -> bool:
@@ -130,8 +145,13 @@ def _after_drain(driver: Any, mode: str) -> bool:
 
 async def resume(request: Request) -> Response:
     gateway: Gateway = request.app.state.gateway
+    # engines first, so released requests find them running (with Redis down, the fleet
+    # then stays paused: nothing reaches the resumed engines)
     engines = await _call_engines(gateway, _engine_targets(gateway), "resume")
-    result = gateway.control.resume()
+    if gateway.fleet is not None:
+        result = await gateway.fleet.resume()
+    else:
+        result = gateway.control.resume()
     result["engines"] = engines
     error = _engine_error("resume", engines)
     gateway.control.engine_error = error
@@ -139,11 +159,33 @@ async def resume(request: Request) -> Response:
         log.warning("resumed; %s", error["message"])
         return json_response({"error": error, **result}, status=502)
     log.info("resumed: %s", result)
-    return json_response(result)
+    return _fleet_answer(result)
+
+
+def _fleet_answer(result: dict[str, Any]) -> Response:
+    """200, or 503 `fleet_unconfirmed` when a live member did not confirm the command in
+    time (the state is recorded; that member applies it when it next reaches Redis)."""
+    fleet = result.get("fleet")
+    if fleet is None or fleet["confirmed"]:
+        return json_response(result)
+    message = (
+        f"The fleet state is recorded (epoch {fleet['epoch']}) but members "
+        f"{', '.join(fleet['unconfirmed'])} did not confirm it in time"
+    )
+    error = {"message": message, "type": "service_unavailable", "code": "fleet_unconfirmed"}
+    return json_response({"error": error, **result}, 503)
 
 
 async def status(request: Request) -> Response:
-    return json_response(request.app.state.gateway.control.status())
+    gateway: Gateway = request.app.state.gateway
+    result = gateway.control.status()
+    if gateway.fleet is not None:
+        try:
+            result["fleet"] = {"connected": True, **await gateway.fleet.status()}
+        except GatewayError as exc:
+            result["fleet"] = {"connected": False, "member": gateway.fleet.member_id,
+                               "error": exc.message}  # fmt: skip
+    return json_response(result)
 
 
 async def policy_version(request: Request) -> Response:
@@ -153,7 +195,10 @@ async def policy_version(request: Request) -> Response:
         version = body.get("version")
         if isinstance(version, bool) or not isinstance(version, (str, int, type(None))):
             raise InvalidRequest("version must be a string, an integer or null", param="version")
-        gateway.control.policy_version = None if version is None else str(version)
+        version = None if version is None else str(version)
+        if gateway.fleet is not None:
+            return _fleet_answer(await gateway.fleet.set_policy_version(version))
+        gateway.control.policy_version = version
     return json_response({"policy_version": gateway.control.policy_version})
 
 

@@ -29,6 +29,7 @@ from gateway import (
     responses_api,
     responses_crud,
     responses_ws,
+    sessions,
 )
 from gateway.auth import Authenticator
 from gateway.config import CONFIG_ENV, GatewayConfig, RouteConfig, load_config
@@ -36,6 +37,7 @@ from gateway.errors import GatewayError
 from gateway.metrics import GatewayMetrics
 from gateway.observe import FinishHook, ObserveMiddleware
 from gateway.openapi import extended_openapi
+from gateway.rate_limits import RateLimiter
 from gateway.readiness import Readiness
 from gateway.redact import remember_config
 from gateway.reload import InFlightMiddleware, Reloader, admin_reload, close_parts
@@ -61,6 +63,7 @@ class Gateway(GatewayState):
         self.finish_hooks: list[FinishHook] = []
         self.started = time.time()
         self.reloader: Reloader | None = None  # set by create_app
+        self.fleet: Any = None  # shared refit state across processes (`cluster:`)
         self.install(self.derive(config))
         # stored responses and the compaction key (docs/responses.md); a reload keeps them
         from gateway.compaction import Sealer
@@ -72,6 +75,19 @@ class Gateway(GatewayState):
             secret=secret.get_secret_value() if secret else None,
             state_dir=config.server.state_path,
         )
+        if config.cluster is not None:
+            try:
+                from gateway.fleet import Fleet  # imports the Redis client: only when configured
+            except ImportError as exc:
+                raise RuntimeError(
+                    f"cluster: needs the Redis client ({exc}); pip install 'gym-gateway[cluster]'"
+                ) from None
+
+            self.fleet = Fleet(config.cluster, self.control)
+            self.fleet.pools = lambda: [u.pool for _, u in admin.upstreams(self)]
+            self.fleet.rate_limits = lambda: self.rate_limits
+            self.fleet.registry = self.metrics.registry
+            self.fleet.attach()
         # managed local engines (route `launch`): started in the lifespan; a reload keeps them
         self.engines: Any = None
         if any(r.launch is not None for r in config.models):
@@ -92,6 +108,8 @@ class Gateway(GatewayState):
             "router": Router(config, self.http, self.metrics),
             "request_log": config.server.request_log,
         }
+        limits = parts["auth"].key_limits
+        parts["rate_limits"] = RateLimiter(limits) if limits else None
         parts["recording"] = Recording.from_config(config)  # last: it opens files
         return parts
 
@@ -100,6 +118,8 @@ class Gateway(GatewayState):
         old = {name: getattr(self, name, None) for name in parts}
         for name, value in parts.items():
             setattr(self, name, value)
+        if self.fleet is not None:
+            self.fleet.attach()  # the new pools share placements too
         if self.recording is not None:
             from gateway.recording import on_finish
 
@@ -157,7 +177,13 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
 
 
 async def _metrics(request: Request) -> Response:
-    text = request.app.state.gateway.metrics.registry.render()
+    gateway = request.app.state.gateway
+    if gateway.fleet is None:
+        text = gateway.metrics.registry.render()
+    elif request.query_params.get("scope") == "local":  # this member only (per-pod scrapes)
+        text = gateway.metrics.registry.render_merged(gateway.fleet.member_id, [])
+    else:  # every live member's series, each with its worker label
+        text = await gateway.fleet.metrics_text()
     return Response(text, media_type="text/plain; version=0.0.4")
 
 
@@ -238,11 +264,15 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if gateway.engines is not None:
             await gateway.engines.start()  # waits for their health; failure stops start-up
+        if gateway.fleet is not None:
+            await gateway.fleet.start()  # the fleet's state first: paused fleets start paused
         signal_installed = reload_signal and reloader.install_signal()
         async with admin.health_poller(gateway):
             yield
         if signal_installed:
             reloader.remove_signal()
+        if gateway.fleet is not None:
+            await gateway.fleet.stop()
         await gateway.aclose()
 
     app = GatewayApp(
@@ -288,6 +318,7 @@ def create_app(
             Route("/health", endpoints.health, methods=["GET"]),
             Route("/ready", _ready, methods=["GET"]),
             Route("/metrics", _metrics, methods=["GET"]),
+            Route("/finish_session", sessions.finish_session, methods=["POST"]),
             Route("/admin/reload", admin_reload, methods=["POST"]),
             *admin.ROUTES,
             *docs_ui.ROUTES,

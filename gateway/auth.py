@@ -117,7 +117,11 @@ class Authenticator:
             keys += load_key_file(server.api_keys_file)
         remember(key.key.get_secret_value() for key in keys)  # never in an error or log
         self.keys: dict[bytes, KeyInfo] = {}
+        # key name -> (requests, tokens) per minute, for keys that have limits
+        self.key_limits: dict[str, tuple[int | None, int | None]] = {}
         for key in keys:
+            if key.requests_per_minute or key.tokens_per_minute:
+                self.key_limits[key.name] = (key.requests_per_minute, key.tokens_per_minute)
             unknown = set(key.routes or ()) - route_names
             if unknown:
                 raise ConfigError(

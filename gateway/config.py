@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from gateway.engines import LAUNCH_BACKENDS, LaunchOptions
+from gateway.fleet_config import ClusterConfig
 from gateway.policies import PoolPolicy
 
 CONFIG_ENV = "GYM_GATEWAY_CONFIG"
@@ -51,6 +52,12 @@ class ApiKeyConfig(_Strict):
     name: str = Field(min_length=1, description="shown in logs and metrics instead of the key")
     key: SecretStr
     routes: list[str] | None = Field(None, description="routes this key may use; null = all")
+    requests_per_minute: int | None = Field(
+        None, ge=1, description="generation requests per minute (fleet-wide with cluster:)"
+    )
+    tokens_per_minute: int | None = Field(
+        None, ge=1, description="prompt + completion tokens per minute (fleet-wide with cluster:)"
+    )
 
     @model_validator(mode="after")
     def _non_empty(self) -> ApiKeyConfig:
@@ -354,6 +361,9 @@ class GatewayConfig(BaseSettings):
 
     server: ServerConfig = Field(default_factory=ServerConfig)
     models: list[RouteConfig] = Field(min_length=1)
+    cluster: ClusterConfig | None = Field(
+        None, description="shared fleet state on Redis (docs/scaling.md); null = one process"
+    )
     responses: ResponsesConfig = Field(default_factory=ResponsesConfig)
 
     @model_validator(mode="after")

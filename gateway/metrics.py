@@ -1,7 +1,9 @@
 """A small Prometheus registry for one event loop: no locks, no dependency, cheap updates.
 
 Each worker process keeps its own numbers (with `--workers N`, scrape each worker or run
-one worker per port); `GET /metrics` renders the text exposition format 0.0.4.
+one worker per port); `GET /metrics` renders the text exposition format 0.0.4. In a fleet
+(`cluster:`) every series also carries `worker="<host>:<pid>:<id>"`, and one scrape shows
+every live member's series (gateway/fleet.py shares them; docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -134,6 +136,31 @@ class Registry:
             lines += metric.header()
             lines += metric.render()
         return "\n".join(lines) + "\n"
+
+    def families(self, worker: str) -> dict[str, list[str]]:
+        """Each metric's sample lines, labelled with this worker (what a fleet member shares)."""
+        label = f'worker="{_escape(worker)}"'
+        return {m.name: [_with_label(line, label) for line in m.render()] for m in self.metrics}
+
+    def render_merged(self, worker: str, others: Iterable[dict[str, list[str]]]) -> str:
+        """This worker's series and other workers' (same families), headers once per family."""
+        mine = self.families(worker)
+        others = list(others)
+        lines: list[str] = []
+        for metric in self.metrics:
+            lines += metric.header()
+            lines += mine[metric.name]
+            for other in others:
+                lines += other.get(metric.name, [])
+        return "\n".join(lines) + "\n"
+
+
+def _with_label(line: str, label: str) -> str:
+    """`name{a="b"} 1` -> `name{worker="w",a="b"} 1`; `name 1` -> `name{worker="w"} 1`."""
+    brace, space = line.find("{"), line.find(" ")
+    if brace != -1 and brace < space:
+        return f"{line[: brace + 1]}{label},{line[brace + 1 :]}"
+    return f"{line[:space]}{{{label}}}{line[space:]}"
 
 
 class GatewayMetrics:

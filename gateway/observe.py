@@ -110,6 +110,8 @@ class ObserveMiddleware:
                 )  # fmt: skip
             gateway.auth.authenticate(scope, authorization, ctx)
             admitted = scope["path"] in GENERATION_PATHS
+            if admitted and gateway.rate_limits is not None:
+                await gateway.rate_limits.admit(ctx)  # 429 past the key's per-minute limits
             if admitted:
                 # waits while a trainer has paused the gateway for a weight update
                 ctx.policy_version = await gateway.control.admit()
@@ -142,6 +144,8 @@ class ObserveMiddleware:
         finally:
             if admitted:
                 gateway.control.done()
+                if gateway.rate_limits is not None:
+                    gateway.rate_limits.spend(ctx)
             self.finish(ctx, scope)
 
     def finish(self, ctx: RequestContext, scope: Scope) -> None:

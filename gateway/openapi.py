@@ -49,6 +49,7 @@ STRING: Schema = {"type": "string"}
 OBJECT: Schema = {"type": "object"}
 LIST: Schema = {"type": "array"}
 COUNT: Schema = {"type": "integer", "minimum": 0}
+SESSION_ID: Schema = {"type": "string", "minLength": 1, "maxLength": 256}
 SSE_EVENT: Schema = {
     "type": "object",
     "properties": {"event": STRING, "data": STRING, "id": STRING},
@@ -273,7 +274,8 @@ def _operation(
 
 
 ALL_ERRORS = tuple(ERRORS)
-ADMIN_ERRORS = ("400", "401", "403", "413", "431", "500")
+# 503: in a fleet (docs/scaling.md), Redis unreachable or a member did not confirm
+ADMIN_ERRORS = ("400", "401", "403", "413", "431", "500", "503")
 # pause/resume with engine_control: an engine replica refused or was unreachable
 ENGINE_CONTROL_ERRORS = (*ADMIN_ERRORS, "502")
 
@@ -362,6 +364,23 @@ def gateway_paths() -> dict[str, Schema]:
                     },
                     **{code: _error(ERRORS[code]) for code in AUTH_ERRORS},
                 },
+            }
+        },
+        "/finish_session": {
+            "post": {
+                **_operation(
+                    "release a session's sticky replica (the rollout ended)",
+                    _answer("released", None),
+                    ("400", "413", *AUTH_ERRORS),
+                    {
+                        "required": False,
+                        "content": {JSON: {"schema": _obj({"session_id": SESSION_ID})}},
+                    },
+                    tag="ops",
+                ),
+                "parameters": [
+                    {"name": "session_id", "in": "query", "required": False, "schema": SESSION_ID}
+                ],
             }
         },
         "/admin/reload": {

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from gateway.config import GatewayConfig, RouteConfig
     from gateway.context import RequestContext
     from gateway.metrics import GatewayMetrics
+    from gateway.rate_limits import RateLimiter
     from gateway.readiness import Readiness
     from gateway.recording import Recording
     from gateway.responses_store import ResponseStore
@@ -39,6 +40,8 @@ class GatewayState(ABC):
     reloader: Any  # gateway/reload.py's Reloader (which reads this interface), or None
     responses_store: ResponseStore | None  # stored responses (docs/responses.md)
     sealer: Sealer  # seals compacted items
+    fleet: Any  # gateway/fleet.py's Fleet when a `cluster:` block is set, else None
+    rate_limits: RateLimiter | None  # per-API-key request/token budgets (docs/scaling.md)
     # derived from the config; a reload swaps them together (derive, then install)
     config: GatewayConfig
     router: Router

@@ -4,7 +4,8 @@
 
 Answers chat completions (JSON and streams) with its NAME as the text, reports its in-flight
 load in `x-replica-in-flight`, serves /health, and for vLLM-like admin calls (/pause,
-/resume) records the call (GET /calls lists them).
+/resume) records the call (GET /calls lists them). GET /count: chat requests received so far,
+and per `x-session-id` the number of turns (the fleet tests count what reaches an engine).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ NAME = "replica"
 DELAY = 0.0
 IN_FLIGHT = 0
 CALLS: list[str] = []
+COUNT = 0
+SESSIONS: dict[str, int] = {}
 
 
 def chunk(delta: dict, finish: str | None = None) -> bytes:
@@ -33,8 +36,12 @@ def chunk(delta: dict, finish: str | None = None) -> bytes:
 
 
 async def chat(request: web.Request) -> web.StreamResponse:
-    global IN_FLIGHT
+    global IN_FLIGHT, COUNT
     body = await request.json()
+    COUNT += 1
+    session = request.headers.get("x-session-id")
+    if session:
+        SESSIONS[session] = SESSIONS.get(session, 0) + 1
     IN_FLIGHT += 1
     try:
         if DELAY:
@@ -81,6 +88,10 @@ async def calls(request: web.Request) -> web.Response:
     return web.json_response(CALLS)
 
 
+async def count(request: web.Request) -> web.Response:
+    return web.json_response({"count": COUNT, "in_flight": IN_FLIGHT, "sessions": SESSIONS})
+
+
 def main() -> None:
     global NAME, DELAY
     port, NAME = int(sys.argv[1]), sys.argv[2]
@@ -91,6 +102,7 @@ def main() -> None:
     app.router.add_post("/pause", admin)
     app.router.add_post("/resume", admin)
     app.router.add_get("/calls", calls)
+    app.router.add_get("/count", count)
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
 
 

@@ -1,0 +1,152 @@
+"""The fleet's costs (docs/scaling.md): pause propagation with 2, 4 and 8 members, and what
+fleet membership adds to a request.
+
+    .venv/bin/python -m bench.fleet [--members 2 4 8] [--repeats 30] [--seconds 5]
+
+Needs `redis-server` (Debian package). Members are real `gym-gateway serve` processes with
+a mock route; they share one Redis started on a free port.
+
+* propagation: `POST /admin/pause {"mode": "keep"}` on one member returns once every live
+  member reported that it applied the pause (and from then on admits nothing), so the call's
+  duration is the time from the call to every member refusing new work. Each repeat resumes.
+* fleet rate: 32 closed-loop clients (bench/loadgen.py) over 1 and over 2 members.
+* per request: p50 latency at concurrency 1 and 32 to one member with and without a
+  `cluster:` block, and the member's CPU per request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import orjson
+
+from bench.loadgen import CellResult, Scenario, build_request, closed_loop
+from tests.gateway_process import GatewayProcess
+from tests.redis_server import RedisServer
+
+MOCK = "models:\n  - name: echo\n    backend: mock\n"
+BODY = {"model": "echo", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+
+
+def cluster(url: str) -> str:
+    return f"cluster: {{redis_url: '{url}'}}\n"
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def propagation(redis_url: str, workdir: Path, members: int, repeats: int) -> list[float]:
+    procs = [GatewayProcess(cluster(redis_url) + MOCK, workdir) for _ in range(members)]
+    try:
+        for p in procs:
+            p.wait_ready(60)
+        url = procs[0].url
+        times = []
+        with httpx.Client(timeout=30) as http:
+            while len(http.get(url + "/admin/status").json()["fleet"]["members"]) < members:
+                time.sleep(0.1)
+            for _ in range(repeats):
+                start = time.perf_counter()
+                answer = http.post(url + "/admin/pause", json={"mode": "keep"})
+                times.append((time.perf_counter() - start) * 1000)
+                assert answer.status_code == 200 and answer.json()["fleet"]["members"] == members
+                http.post(url + "/admin/resume")
+        return times
+    finally:
+        for p in procs:
+            p.stop()
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / 100  # utime + stime, in clock ticks of 10 ms
+
+
+def scenario(port: int) -> Scenario:
+    return Scenario("chat", build_request("127.0.0.1", port, "/v1/chat/completions",
+                                          orjson.dumps(BODY)))  # fmt: skip
+
+
+async def load(procs: list[GatewayProcess], concurrency: int, seconds: float) -> CellResult:
+    """Closed-loop clients (bench/loadgen.py) split over the members; results summed."""
+    per = max(1, concurrency // len(procs))
+    cells = await asyncio.gather(*(
+        closed_loop("127.0.0.1", p.port, scenario(p.port), per, 1.0, seconds) for p in procs
+    ))  # fmt: skip
+    total = CellResult(seconds=max(c.seconds for c in cells))
+    for cell in cells:
+        total.completed += cell.completed
+        total.errors += cell.errors
+        total.latencies += cell.latencies
+    return total
+
+
+def per_request(config: str, workdir: Path, seconds: float) -> dict[str, float]:
+    proc = GatewayProcess(config, workdir).wait_ready(60)
+    try:
+        result = {}
+        for concurrency in (1, 32):
+            cpu = cpu_seconds(proc.proc.pid)
+            cell = asyncio.run(load([proc], concurrency, seconds))
+            used = cpu_seconds(proc.proc.pid) - cpu
+            result[f"p50_ms_c{concurrency}"] = statistics.median(cell.latencies) * 1000
+            result[f"cpu_us_per_request_c{concurrency}"] = used / max(1, cell.completed) * 1e6
+        return result
+    finally:
+        proc.stop()
+
+
+def fleet_rate(redis_url: str, workdir: Path, members: int, seconds: float) -> float:
+    procs = [GatewayProcess(cluster(redis_url) + MOCK, workdir) for _ in range(members)]
+    try:
+        for p in procs:
+            p.wait_ready(60)
+        return asyncio.run(load(procs, 32, seconds)).rps
+    finally:
+        for p in procs:
+            p.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--members", type=int, nargs="+", default=[2, 4, 8])
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--seconds", type=float, default=5.0, help="per load cell")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        redis = RedisServer(workdir).start()
+        try:
+            print("| members | pause call → every member refusing: p50 ms | p99 ms | max ms |")
+            print("| --- | --- | --- | --- |")
+            for n in args.members:
+                t = propagation(redis.url, workdir, n, args.repeats)
+                print(f"| {n} | {pct(t, 0.5):.1f} | {pct(t, 0.99):.1f} | {max(t):.1f} |")
+            print()
+            rates = {n: fleet_rate(redis.url, workdir, n, args.seconds) for n in (1, 2)}
+            print("| members (mock route, 32 clients) | fleet req/s |")
+            print("| --- | --- |")
+            for n, rate in rates.items():
+                print(f"| {n} | {rate:,.0f} |")
+            print()
+            alone = per_request(MOCK, workdir, args.seconds)
+            fleet = per_request(cluster(redis.url) + MOCK, workdir, args.seconds)
+            print("| per request (mock route, one member) | no cluster | cluster | added |")
+            print("| --- | --- | --- | --- |")
+            for key in alone:
+                print(f"| {key} | {alone[key]:.3f} | {fleet[key]:.3f} | "
+                      f"{fleet[key] - alone[key]:+.3f} |")  # fmt: skip
+        finally:
+            redis.stop()
+
+
+if __name__ == "__main__":
+    main()
