@@ -8,6 +8,7 @@ import openai
 import pytest
 
 from tests.gateway_process import GatewayProcess
+from tests.spec.conformance import check_events, check_response, parse_sse
 
 HELLO = [{"role": "user", "content": "Hello there"}]
 MODEL = "tiny-llama"
@@ -102,3 +103,8 @@ def test_responses_by_translation_match_chat(sglang_client: openai.OpenAI) -> No
     assert created.output_text == chat.choices[0].message.content
     assert created.status == "incomplete"
     assert created.usage is not None and created.usage.output_tokens == 8
+    # the same objects, raw, against the Open Responses spec and the SDK's types
+    body = {"model": "tiny", "input": "Hello there", "max_output_tokens": 8, "temperature": 0}
+    url = str(sglang_client.base_url).rstrip("/") + "/responses"
+    check_response(httpx.post(url, json=body, timeout=120).json())
+    check_events(parse_sse(httpx.post(url, json={**body, "stream": True}, timeout=120).content))

@@ -3,7 +3,7 @@
 connection's memory), with the RL token contract intact: every prompt begins with the
 previous prompt + generation, and the log-probs are the engine's own.
 
-SGLang's twin belongs with the real-SGLang suite (helper i16's issue 16), not here.
+SGLang's twin: tests/sglang/test_sglang_responses_state.py.
 """
 
 from __future__ import annotations
