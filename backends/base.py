@@ -27,6 +27,12 @@ class ChatStream(ABC):
     async def aclose(self) -> None: ...
 
 
+class PreparedChat(dict[str, Any]):
+    """A chat body `prepare_chat` already made (the token path prepares it before it clamps
+    `max_tokens`): a driver's own `prepare_chat` passes it on as is, so the route's defaults
+    and overrides are applied once and cannot undo the clamp."""
+
+
 class Driver(ABC):
     """One route's way to reach its backend. Subclasses hold only their family's quirks."""
 
@@ -42,6 +48,8 @@ class Driver(ABC):
 
     def prepare_chat(self, body: dict[str, Any]) -> dict[str, Any]:
         """Route defaults (when the client left them out), overrides (always), upstream model."""
+        if type(body) is PreparedChat:
+            return body
         route = self.route
         out = dict(route.defaults) if route.defaults else {}
         out.update(body)

@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from backends.base import ChatStream, Driver
+from backends.base import ChatStream, Driver, PreparedChat
 from backends.mock_text import WORD, check_answer_cost, choice_count, split_tokens
 from gateway.config import RouteConfig
 from gateway.context import RequestContext
@@ -211,6 +211,7 @@ MOCK_DIALECT = ChatDialect(file_parts=True)
 
 class MockDriver(Driver):
     dialect = MOCK_DIALECT
+    table_on_completions = True  # prepare_chat applies `mock.params` on /v1/completions too
 
     def __init__(self, route: RouteConfig) -> None:
         super().__init__(route)
@@ -219,6 +220,8 @@ class MockDriver(Driver):
         self._served = 0
 
     def prepare_chat(self, body: dict[str, Any]) -> dict[str, Any]:
+        if type(body) is PreparedChat:
+            return body
         self._served += 1
         every = self.route.mock.fail_every
         if every and self._served % every == 0:

@@ -22,7 +22,7 @@ import dataclasses
 import weakref
 from typing import Any
 
-from backends.base import ChatStream, Driver
+from backends.base import ChatStream, Driver, PreparedChat
 from backends.token_engines import ENGINES, TokenEngine
 from gateway.config import RouteConfig
 from gateway.context import RequestContext
@@ -117,7 +117,8 @@ async def plan_request(
     tr = read_token_request(body)
     out = {k: v for k, v in body.items() if k != PREFIX_FIELD}
     out["messages"] = tr.messages
-    out = driver.prepare_chat(out)  # route defaults and overrides count for the clamp
+    # route defaults and overrides count for the clamp; the driver does not apply them again
+    out = PreparedChat(driver.prepare_chat(out))
     engine.clean(out)
     plan = Plan(out, client, capture)
     if capture or tr.required_prefix is not None:

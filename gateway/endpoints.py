@@ -3,23 +3,15 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from backends.token_in import TokenPath, uses_token_path
-from gateway import fidelity
-from gateway.context import RequestContext
-from gateway.fallback import answer_routed
-from gateway.relay import (
-    SSE_HEADERS,
-    ModelRewriter,
-    SSEResponse,
-    answer_json,
-    relay_chat_stream,
-    until_disconnect,
-)
+from backends.token_in import TokenPath
+from gateway import fidelity, path
+from gateway.path import Call, request_context
+from gateway.relay import ChatEncoder, ModelRewriter, answer_json, relay, sse_answer
 from gateway.request_io import json_response, read_json_body
 from gateway.validation import check_chat_body
 
@@ -27,49 +19,41 @@ if TYPE_CHECKING:
     from backends.base import Driver
     from gateway.state import GatewayState as Gateway
 
+__all__ = ["CHAT", "chat_completions", "get_model", "health", "list_models", "request_context"]
+
 
 def _gateway(request: Request) -> Gateway:
     return request.app.state.gateway
 
 
-def request_context(request: Request) -> RequestContext:
-    """The context the observability middleware opened for this request."""
-    return request.scope["state"]["ctx"]
+class ChatKind(path.Kind):
+    """`POST /v1/chat/completions`: the body passes on; the token contract may apply."""
+
+    def check(self, body: dict[str, Any]) -> str:
+        return check_chat_body(body)
+
+    def verdict(self, driver: Driver, body: dict[str, Any]) -> fidelity.Verdict:
+        return fidelity.check_chat(driver, body)
+
+    async def attempt(self, driver: Driver, call: Call) -> Response:
+        ctx = call.ctx
+        chat: Driver = TokenPath(driver) if call.token else driver  # type: ignore[assignment]
+        if call.stream:
+            upstream = await chat.open_chat_stream(call.body, ctx)
+            rewrite = ModelRewriter(driver.route.target_model, call.model)
+            return sse_answer(relay(upstream, ChatEncoder(rewrite, ctx), ctx), ctx)
+        answer = await chat.chat(call.body, ctx)
+        answer["model"] = call.model
+        return answer_json(answer, ctx)
+
+
+CHAT = ChatKind()
 
 
 async def chat_completions(request: Request) -> Response:
     gateway = _gateway(request)
     body = await read_json_body(request, gateway.config.server.max_body_bytes)
-    model = check_chat_body(body)
-    ctx = request_context(request)
-    driver = gateway.router.driver_for(model, ctx)
-    if uses_token_path(driver.route, body):  # RL token contract (docs/rl.md)
-        driver = TokenPath(driver)
-    ctx.fidelity = verdict = fidelity.check_chat(driver, body)
-    ctx.response_headers[fidelity.HEADER] = fidelity.header_value(verdict)
-    if gateway.recording is not None:
-        gateway.recording.attach(ctx, body)
-    stream = bool(body.get("stream"))
-    ctx.stream = stream
-
-    async def serve(route_driver: Driver) -> Response:
-        if route_driver is not driver and uses_token_path(route_driver.route, body):
-            route_driver = TokenPath(route_driver)  # a fallback route on the token path
-        if stream:
-            upstream = await until_disconnect(request, route_driver.open_chat_stream(body, ctx))
-            rewrite = ModelRewriter(route_driver.route.target_model, model)
-            chunks = relay_chat_stream(upstream, rewrite, ctx)
-            if ctx.recorder is not None and ctx.recorder.bodies:
-                chunks = ctx.recorder.tee(ctx, chunks)
-            # SSEResponse, not StreamingResponse: no anyio task group per stream (relay.py)
-            return SSEResponse(chunks, {**SSE_HEADERS, **ctx.response_headers})
-        answer = await until_disconnect(request, route_driver.chat(body, ctx))
-        answer["model"] = model
-        return answer_json(answer, ctx)
-
-    # a token-contract request never moves to another model's route
-    token_request = isinstance(driver, TokenPath)
-    return await answer_routed(gateway.router, driver, ctx, serve, not token_request)
+    return await path.serve(gateway, CHAT, body, request_context(request), request.receive)
 
 
 async def list_models(request: Request) -> Response:

@@ -3,6 +3,8 @@ SGLang routes, at the engine's server root, as NeMo Gym calls them) and the lega
 `POST /v1/completions` (every route whose backend serves it; the mock answers it itself).
 
 The body's `model` picks the route, exactly as on /v1/chat/completions; the rest passes on.
+Completions take the one request path (gateway/path.py) like Chat; tokenize and detokenize
+are plain engine calls (no fidelity verdict, recording or fallbacks).
 """
 
 from __future__ import annotations
@@ -10,55 +12,42 @@ from __future__ import annotations
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from backends.base import Driver
+from backends.token_in import tokenize as splice_tokenize
+from gateway import fidelity, path
 from gateway.context import RequestContext
-from gateway.endpoints import request_context
-from gateway.errors import GatewayError, InvalidRequest
-from gateway.relay import (
-    CLIENT_CLOSED,
-    SSE_HEADERS,
-    ClientGone,
-    ModelRewriter,
-    relay_chat_stream,
-    until_disconnect,
-)
-from gateway.request_io import json_response, read_json_body
+from gateway.errors import InvalidRequest
+from gateway.path import Call, request_context
+from gateway.relay import ChatEncoder, ModelRewriter, answer_json, relay, sse_answer
+from gateway.request_io import read_json_body
 from gateway.validation import (
     COMPLETIONS_RANGES,
     check_completions_params,
     check_model,
     check_ranges,
 )
-from gateway.weight_version import stamp_engine_version
 
 
-async def _route(request: Request) -> tuple[dict[str, Any], str, Driver, RequestContext]:
+async def _root_call(request: Request, endpoint: str) -> Response:
     gateway = request.app.state.gateway
     body = await read_json_body(request, gateway.config.server.max_body_bytes)
     model = check_model(body)
     ctx = request_context(request)
-    return body, model, gateway.router.driver_for(model, ctx), ctx
+    driver = gateway.router.driver_for(model, ctx)
+    return await path.serve_plain(ctx, request.receive, _engine_call(driver, endpoint, body, ctx))
 
 
-async def _root_call(request: Request, path: str) -> Response:
-    body, _, driver, ctx = await _route(request)
-    try:
-        answer = None
-        if path == "/tokenize":
-            # a body with a required token prefix is rendered with the RL splice (docs/rl.md)
-            from backends.token_in import tokenize as splice_tokenize
-
-            answer = await until_disconnect(request, splice_tokenize(driver, body, ctx))
-        if answer is None:
-            answer = await until_disconnect(request, driver.engine_call(path, body, ctx))
-    except ClientGone:
-        return Response(status_code=CLIENT_CLOSED)
-    except GatewayError as exc:
-        exc.headers = {**ctx.response_headers, **exc.headers}
-        raise
-    return json_response(answer, headers=ctx.response_headers or None)
+async def _engine_call(
+    driver: Driver, endpoint: str, body: dict[str, Any], ctx: RequestContext
+) -> dict[str, Any]:
+    if endpoint == "/tokenize":
+        # a body with a required token prefix is rendered with the RL splice (docs/rl.md)
+        answer = await splice_tokenize(driver, body, ctx)
+        if answer is not None:
+            return answer
+    return await driver.engine_call(endpoint, body, ctx)
 
 
 async def tokenize(request: Request) -> Response:
@@ -69,36 +58,38 @@ async def detokenize(request: Request) -> Response:
     return await _root_call(request, "/detokenize")
 
 
-def _check_prompt(body: dict[str, Any]) -> None:
-    prompt = body.get("prompt")
-    if not isinstance(prompt, (str, list)) or (isinstance(prompt, list) and not prompt):
-        raise InvalidRequest(
-            "'prompt' is required: a string, a list of strings, or token ids", param="prompt"
-        )
-    check_completions_params(body)
-    check_ranges(body, COMPLETIONS_RANGES)
+class CompletionsKind(path.Kind):
+    """`POST /v1/completions`: `prompt` in, `text` out; the body passes on."""
+
+    def check(self, body: dict[str, Any]) -> str:
+        model = check_model(body)
+        prompt = body.get("prompt")
+        if not isinstance(prompt, (str, list)) or (isinstance(prompt, list) and not prompt):
+            raise InvalidRequest(
+                "'prompt' is required: a string, a list of strings, or token ids", param="prompt"
+            )
+        check_completions_params(body)
+        check_ranges(body, COMPLETIONS_RANGES)
+        return model
+
+    def verdict(self, driver: Driver, body: dict[str, Any]) -> fidelity.Verdict:
+        return fidelity.check_completions(driver, body)
+
+    async def attempt(self, driver: Driver, call: Call) -> Response:
+        ctx = call.ctx
+        if call.stream:
+            upstream = await driver.open_completions_stream(call.body, ctx)
+            rewrite = ModelRewriter(driver.route.target_model, call.model)
+            return sse_answer(relay(upstream, ChatEncoder(rewrite, ctx), ctx), ctx)
+        answer = await driver.completions(call.body, ctx)
+        answer["model"] = call.model
+        return answer_json(answer, ctx)
+
+
+COMPLETIONS = CompletionsKind()
 
 
 async def completions(request: Request) -> Response:
-    body, model, driver, ctx = await _route(request)
-    _check_prompt(body)
-    try:
-        if body.get("stream"):
-            ctx.stream = True
-            stream = await until_disconnect(request, driver.open_completions_stream(body, ctx))
-            rewrite = ModelRewriter(driver.route.target_model, model)
-            return StreamingResponse(
-                relay_chat_stream(stream, rewrite, ctx),
-                media_type="text/event-stream",
-                headers={**SSE_HEADERS, **ctx.response_headers},
-            )
-        answer = await until_disconnect(request, driver.completions(body, ctx))
-    except ClientGone:
-        return Response(status_code=CLIENT_CLOSED)
-    except GatewayError as exc:
-        exc.headers = {**ctx.response_headers, **exc.headers}
-        raise
-    answer["model"] = model
-    stamp_engine_version(answer, ctx)  # x-policy-version: the engine's, where it says
-    ctx.note_usage(answer.get("usage"))
-    return json_response(answer, headers=ctx.response_headers or None)
+    gateway = request.app.state.gateway
+    body = await read_json_body(request, gateway.config.server.max_body_bytes)
+    return await path.serve(gateway, COMPLETIONS, body, request_context(request), request.receive)

@@ -9,11 +9,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
-from starlette.responses import Response
-
 from gateway.context import RequestContext
 from gateway.errors import GatewayError
-from gateway.relay import CLIENT_CLOSED, ClientGone
 
 if TYPE_CHECKING:
     from backends.base import Driver
@@ -66,23 +63,3 @@ async def with_fallbacks(
         except GatewayError as exc:
             last = exc
     raise last
-
-
-async def answer_routed(
-    router: Router,
-    driver: Driver,
-    ctx: RequestContext,
-    serve: Callable[[Driver], Awaitable[Response]],
-    fallbacks_allowed: bool,
-) -> Response:
-    """The end of every routed handler: fallbacks, a vanished client, and the headers and
-    recording an error answer must carry."""
-    try:
-        return await with_fallbacks(router, driver, ctx, serve, fallbacks_allowed)
-    except ClientGone:
-        return Response(status_code=CLIENT_CLOSED)
-    except GatewayError as exc:
-        exc.headers = {**ctx.response_headers, **exc.headers}
-        if ctx.recorder is not None:
-            ctx.answer_body = exc.body()
-        raise

@@ -272,6 +272,18 @@ def check_responses(driver: Any, body: Mapping[str, Any]) -> Verdict:
     return judge(table, body, defaults, overrides, renames, drop)
 
 
+def check_completions(driver: Any, body: Mapping[str, Any]) -> Verdict:
+    """The verdict for a legacy Completions request: the body passes on with the route's
+    defaults and overrides; the parameter table (a Chat table) is not applied, except by a
+    driver that says so (the mock applies its `mock.params` to every endpoint)."""
+    table, defaults, overrides, drop, quiet = _route_shapes(driver)
+    if quiet:
+        return OK
+    if not getattr(driver, "table_on_completions", False):
+        table = None
+    return judge(table, body, defaults, overrides, drop_refused=drop)
+
+
 def full_verdict(verdict: Verdict | None, body: Mapping[str, Any] | None) -> Verdict:
     """The shared OK verdict made explicit (its honoured list) for a record."""
     if verdict is None or verdict is OK:

@@ -1,4 +1,5 @@
-"""Relaying upstream work to the client: disconnect-aware waits and the chat SSE pass-through."""
+"""Relaying upstream work to the client: disconnect-aware waits, the one stream relay loop
+(with the Chat encoder; the Responses encoders are in responses_api.py), JSON answers."""
 
 from __future__ import annotations
 
@@ -6,10 +7,9 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Mapping
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import orjson
-from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
@@ -77,9 +77,10 @@ class _DisconnectWatch:
         return self.cancelled
 
 
-async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
-    """Await `work`, cancelling it the moment the client goes away (frees an engine slot)."""
-    watch = _DisconnectWatch(request.receive)
+async def until_disconnect(receive: Receive, work: Awaitable[T]) -> T:
+    """Await `work`, cancelling it the moment the client goes away (frees an engine slot);
+    `receive` is the request's ASGI receive (it reports the disconnect)."""
+    watch = _DisconnectWatch(receive)
     try:
         return await work
     except asyncio.CancelledError:
@@ -184,48 +185,114 @@ def _note_stream_usage(batch: list[bytes], ctx: RequestContext) -> None:
                 ctx.note_usage(doc.get("usage"))
 
 
-async def relay_chat_stream(
-    stream: ChatStream, rewrite: ModelRewriter, ctx: RequestContext
-) -> AsyncIterator[bytes]:
-    """Chat chunks to the client as they arrive; always ends with `data: [DONE]`.
+class Encoder(Protocol):
+    """What one API kind's stream looks like to the client; `relay` does the rest."""
 
-    A broken or truncated upstream stream ends with an OpenAI-shaped error chunk first (the
-    openai SDK raises on a chunk with an `error` key), never with a hang.
+    label: str  # names the stream in log lines
+
+    def start(self) -> bytes: ...  # sent before the first upstream batch (b"": nothing)
+
+    def feed(self, batch: list[Any]) -> bytes: ...  # one upstream batch out (b"": nothing)
+
+    def end(self, stream: ChatStream) -> bytes: ...  # the upstream ended: the terminal frames
+
+    def fail(self, exc: GatewayError) -> bytes: ...  # the stream broke: the kind's error end
+
+    def crash(self) -> bytes: ...  # the gateway itself failed while relaying
+
+
+async def relay(stream: ChatStream, encoder: Encoder, ctx: RequestContext) -> AsyncIterator[bytes]:
+    """The one relay loop: upstream batches out through the kind's encoder as they arrive.
+
+    Every stream ends the kind's way, never with a hang: a broken, truncated or garbled
+    upstream stream and a failure inside the gateway end with the kind's error frames.
     """
     route_name = ctx.route_name
-    last: list[bytes] = []
     try:
+        head = encoder.start()
+        if head:
+            yield head
         async for batch in stream:
             if ctx.first_token is None:
                 ctx.first_token = time.perf_counter()
-            last = batch
-            if len(batch) == 1:
-                yield frame_data(rewrite(batch[0]))
-            else:
-                yield b"".join(frame_data(rewrite(p)) for p in batch)
-        _note_stream_usage(last, ctx)
-        if not getattr(stream, "saw_done", True) and not _has_finish_reason(last):
+            out = encoder.feed(batch)
+            if out:
+                yield out
+        tail = encoder.end(stream)
+        if tail:
+            yield tail
+    except GatewayError as exc:
+        log.warning("%s on route %s broke: %s", encoder.label, route_name, exc.message)
+        yield encoder.fail(exc)
+    except Exception:
+        log.exception("%s on route %s failed inside the gateway", encoder.label, route_name)
+        ctx.error_code = "internal"
+        yield encoder.crash()
+    finally:
+        await stream.aclose()
+
+
+class ChatEncoder:
+    """Chat Completions (and legacy Completions) chunks: passed on with `model` rewritten;
+    always ends with `data: [DONE]`, after an OpenAI-shaped error chunk when the stream broke
+    (the openai SDK raises on a chunk with an `error` key)."""
+
+    __slots__ = ("ctx", "last", "rewrite")
+    label = "stream"
+
+    def __init__(self, rewrite: ModelRewriter, ctx: RequestContext) -> None:
+        self.rewrite = rewrite
+        self.ctx = ctx
+        self.last: list[bytes] = []
+
+    def start(self) -> bytes:
+        return b""
+
+    def feed(self, batch: list[bytes]) -> bytes:
+        self.last = batch
+        rewrite = self.rewrite
+        if len(batch) == 1:
+            return frame_data(rewrite(batch[0]))
+        return b"".join(frame_data(rewrite(p)) for p in batch)
+
+    def end(self, stream: ChatStream) -> bytes:
+        ctx = self.ctx
+        _note_stream_usage(self.last, ctx)
+        if not getattr(stream, "saw_done", True) and not _has_finish_reason(self.last):
             error = GatewayError(
                 502,
-                f"route '{route_name}': the upstream stream ended before the answer was complete",
+                f"route '{ctx.route_name}': the upstream stream ended before the answer was "
+                "complete",
                 code="upstream_truncated",
             )
             ctx.error_code = "upstream_truncated"
-            yield frame_json(error.body())
-        yield DONE_FRAME
-    except GatewayError as exc:
-        log.warning("stream on route %s broke: %s", route_name, exc.message)
-        ctx.error_code = str(exc.code or exc.status)
-        yield frame_json(exc.body()) + DONE_FRAME
-    except Exception:
-        log.exception("stream on route %s failed inside the gateway", route_name)
-        ctx.error_code = "internal"
+            return frame_json(error.body()) + DONE_FRAME
+        return DONE_FRAME
+
+    def fail(self, exc: GatewayError) -> bytes:
+        self.ctx.error_code = str(exc.code or exc.status)
+        return frame_json(exc.body()) + DONE_FRAME
+
+    def crash(self) -> bytes:
         internal = GatewayError(
             500, "The gateway failed while relaying the stream", code="internal"
         )
-        yield frame_json(internal.body()) + DONE_FRAME
-    finally:
-        await stream.aclose()
+        return frame_json(internal.body()) + DONE_FRAME
+
+
+def relay_chat_stream(
+    stream: ChatStream, rewrite: ModelRewriter, ctx: RequestContext
+) -> AsyncIterator[bytes]:
+    """Chat chunks to the client as they arrive (`relay` with the Chat encoder)."""
+    return relay(stream, ChatEncoder(rewrite, ctx), ctx)
+
+
+def sse_answer(frames: AsyncIterator[bytes], ctx: RequestContext) -> SSEResponse:
+    """The streamed answer: the frames (teed into the recording when the route records
+    bodies) with the request's headers."""
+    if ctx.recorder is not None and ctx.recorder.bodies:
+        frames = ctx.recorder.tee(ctx, frames)
+    return SSEResponse(frames, {**SSE_HEADERS, **ctx.response_headers})
 
 
 def answer_json(

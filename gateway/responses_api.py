@@ -4,27 +4,21 @@ to Chat Completions and back (gateway/translate), streaming events included."""
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Receive
 
 from backends.base import ChatStream, Driver
-from backends.token_in import TokenPath, reject_native, uses_token_path
-from gateway import fidelity, responses_state
+from backends.token_in import TokenPath, reject_native
+from gateway import fidelity, path, responses_state
 from gateway.context import RequestContext
 from gateway.errors import GatewayError
-from gateway.fallback import answer_routed
-from gateway.relay import (
-    SSE_HEADERS,
-    ModelRewriter,
-    SSEResponse,
-    answer_json,
-    until_disconnect,
-)
+from gateway.path import Call, request_context
+from gateway.relay import ModelRewriter, answer_json, relay, sse_answer
 from gateway.request_io import read_json_body
 from gateway.sse import SSEEvent, frame_named
 from gateway.translate import (
@@ -40,6 +34,9 @@ from gateway.translate import (
 from gateway.translate.response_object import response_error
 from gateway.validation import check_responses_body
 
+if TYPE_CHECKING:
+    from gateway.state import GatewayState as Gateway
+
 log = logging.getLogger("gateway.responses")
 
 
@@ -48,61 +45,70 @@ def _frames(events: list[Any]) -> bytes:
     return b"".join(e if type(e) is bytes else frame_named(e["type"], e) for e in events)
 
 
-async def relay_translated_stream(
-    stream: ChatStream, translator: ResponsesStreamTranslator, ctx: RequestContext
-) -> AsyncIterator[bytes]:
-    """Chat chunks in, Responses events out; always one terminal event, never a hang."""
-    route_name = ctx.route_name
-    try:
-        yield _frames(translator.start())
-        async for batch in stream:
-            if ctx.first_token is None:
-                ctx.first_token = time.perf_counter()
-            events: list[dict[str, Any]] = []
-            for payload in batch:
-                try:
-                    chunk = orjson.loads(payload)
-                except orjson.JSONDecodeError:
-                    raise GatewayError(
-                        502,
-                        f"route '{route_name}': the upstream sent invalid JSON in its stream",
-                        code="upstream_invalid",
-                    ) from None
-                if not isinstance(chunk, dict):
-                    raise GatewayError(
-                        502, f"route '{route_name}': the upstream sent a stream event that is "
-                        "not a JSON object", code="upstream_invalid",
-                    )  # fmt: skip
-                if chunk.get("usage"):
-                    ctx.note_usage(chunk["usage"])
-                try:
-                    events += translator.feed(chunk)
-                except (AttributeError, TypeError, KeyError, ValueError) as exc:
-                    # a chunk of the wrong shape (`{"choices": [5]}`): the upstream's fault
-                    log.warning("route %s: unreadable upstream chunk", route_name, exc_info=True)
-                    raise GatewayError(
-                        502, f"route '{route_name}': the upstream sent a chunk of the wrong "
-                        f"shape ({type(exc).__name__}: {exc})", code="upstream_invalid",
-                    ) from None  # fmt: skip
-            if events:
-                yield _frames(events)
+class TranslatedEncoder:
+    """Chat chunks in, Responses events out; always one terminal event."""
+
+    __slots__ = ("ctx", "translator")
+    label = "responses stream"
+
+    def __init__(self, translator: ResponsesStreamTranslator, ctx: RequestContext) -> None:
+        self.translator = translator
+        self.ctx = ctx
+
+    def start(self) -> bytes:
+        return _frames(self.translator.start())
+
+    def feed(self, batch: list[bytes]) -> bytes:
+        ctx = self.ctx
+        route_name = ctx.route_name
+        translator = self.translator
+        events: list[dict[str, Any]] = []
+        for payload in batch:
+            try:
+                chunk = orjson.loads(payload)
+            except orjson.JSONDecodeError:
+                raise GatewayError(
+                    502,
+                    f"route '{route_name}': the upstream sent invalid JSON in its stream",
+                    code="upstream_invalid",
+                ) from None
+            if not isinstance(chunk, dict):
+                raise GatewayError(
+                    502, f"route '{route_name}': the upstream sent a stream event that is "
+                    "not a JSON object", code="upstream_invalid",
+                )  # fmt: skip
+            if chunk.get("usage"):
+                ctx.note_usage(chunk["usage"])
+            try:
+                events += translator.feed(chunk)
+            except (AttributeError, TypeError, KeyError, ValueError) as exc:
+                # a chunk of the wrong shape (`{"choices": [5]}`): the upstream's fault
+                log.warning("route %s: unreadable upstream chunk", route_name, exc_info=True)
+                raise GatewayError(
+                    502, f"route '{route_name}': the upstream sent a chunk of the wrong "
+                    f"shape ({type(exc).__name__}: {exc})", code="upstream_invalid",
+                ) from None  # fmt: skip
+        return _frames(events) if events else b""
+
+    def end(self, stream: ChatStream) -> bytes:
+        translator = self.translator
         if not getattr(stream, "saw_done", True) and translator.finish_reason is None:
             message = (
-                f"route '{route_name}': the upstream stream ended before the answer was complete"
+                f"route '{self.ctx.route_name}': the upstream stream ended before the answer "
+                "was complete"
             )
-            yield _frames(translator.fail(message, "upstream_truncated", "upstream_error"))
-        else:
-            yield _frames(translator.finish())
-    except GatewayError as exc:
-        log.warning("responses stream on route %s broke: %s", route_name, exc.message)
-        ctx.error_code = str(exc.code or "server_error")
-        yield _frames(translator.fail(exc.message, str(exc.code or "server_error"), exc.type))
-    except Exception:
-        log.exception("responses stream on route %s failed inside the gateway", route_name)
-        ctx.error_code = "internal"
-        yield _frames(translator.fail("The gateway failed while relaying the stream", "internal"))
-    finally:
-        await stream.aclose()
+            return _frames(translator.fail(message, "upstream_truncated", "upstream_error"))
+        return _frames(translator.finish())
+
+    def fail(self, exc: GatewayError) -> bytes:
+        code = str(exc.code or "server_error")
+        self.ctx.error_code = code
+        return _frames(self.translator.fail(exc.message, code, exc.type))
+
+    def crash(self) -> bytes:
+        return _frames(
+            self.translator.fail("The gateway failed while relaying the stream", "internal")
+        )
 
 
 class NativeStreamState:
@@ -185,36 +191,57 @@ def _spec_error_event(doc: dict[str, Any]) -> dict[str, Any]:
     return {**doc, **event}
 
 
-async def relay_native_stream(
-    stream: ChatStream, rewrite: ModelRewriter, ctx: RequestContext, state: NativeStreamState
-) -> AsyncIterator[bytes]:
+class NativeEncoder:
     """A backend's own Responses events, passed on with `model` rewritten, the Response
     objects completed to the spec and errors in its shape; a broken or truncated stream ends
     with `error` and `response.failed`."""
-    route_name = ctx.route_name
-    try:
-        async for batch in stream:
-            if ctx.first_token is None:
-                ctx.first_token = time.perf_counter()
-            out = []
-            for event in batch:
-                head = f"event: {event.event}\n".encode() if event.event else b""
-                out.append(head + b"data: " + state.rewrite(event, rewrite) + b"\n\n")
-            yield b"".join(out)
-        if not state.terminal:
-            message = f"route '{route_name}': the upstream stream ended before its terminal event"
-            ctx.error_code = "upstream_truncated"
-            yield state.fail(message, "upstream_truncated", "upstream_error")
-    except GatewayError as exc:
-        log.warning("native responses stream on route %s broke: %s", route_name, exc.message)
-        ctx.error_code = str(exc.code or "server_error")
-        yield state.fail(exc.message, str(exc.code or "server_error"), exc.type)
-    except Exception:
-        log.exception("native responses stream on route %s failed inside the gateway", route_name)
-        ctx.error_code = "internal"
-        yield state.fail("The gateway failed while relaying the stream", "internal", "server_error")
-    finally:
-        await stream.aclose()
+
+    __slots__ = ("ctx", "rewrite", "state")
+    label = "native responses stream"
+
+    def __init__(
+        self, state: NativeStreamState, rewrite: ModelRewriter, ctx: RequestContext
+    ) -> None:
+        self.state = state
+        self.rewrite = rewrite
+        self.ctx = ctx
+
+    def start(self) -> bytes:
+        return b""
+
+    def feed(self, batch: list[SSEEvent]) -> bytes:
+        state, rewrite = self.state, self.rewrite
+        out = []
+        for event in batch:
+            head = f"event: {event.event}\n".encode() if event.event else b""
+            out.append(head + b"data: " + state.rewrite(event, rewrite) + b"\n\n")
+        return b"".join(out)
+
+    def end(self, stream: ChatStream) -> bytes:
+        if self.state.terminal:
+            return b""
+        message = (
+            f"route '{self.ctx.route_name}': the upstream stream ended before its terminal event"
+        )
+        self.ctx.error_code = "upstream_truncated"
+        return self.state.fail(message, "upstream_truncated", "upstream_error")
+
+    def fail(self, exc: GatewayError) -> bytes:
+        code = str(exc.code or "server_error")
+        self.ctx.error_code = code
+        return self.state.fail(exc.message, code, exc.type)
+
+    def crash(self) -> bytes:
+        return self.state.fail(
+            "The gateway failed while relaying the stream", "internal", "server_error"
+        )
+
+
+def relay_native_stream(
+    stream: ChatStream, rewrite: ModelRewriter, ctx: RequestContext, state: NativeStreamState
+) -> AsyncIterator[bytes]:
+    """A native Responses stream to the client (`relay` with the native encoder)."""
+    return relay(stream, NativeEncoder(state, rewrite, ctx), ctx)
 
 
 def effective_for(driver: Driver, body: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
@@ -231,76 +258,70 @@ def effective_for(driver: Driver, body: dict[str, Any], ctx: RequestContext) -> 
     )
 
 
-async def _native(
-    request: Request, driver: Driver, body: dict[str, Any], model: str, ctx: RequestContext
-) -> Response:
-    reject_native(driver, body)
-    effective = effective_for(driver, body, ctx)
-    if body.get("stream"):
-        stream = await until_disconnect(request, driver.open_responses_stream(body, ctx))
-        rewrite = ModelRewriter(driver.route.target_model, model)
-        state = NativeStreamState(body, effective, model)
-        # SSEResponse, not StreamingResponse: no anyio task group per stream (relay.py)
-        frames = _recorded(ctx, relay_native_stream(stream, rewrite, ctx, state))
-        return SSEResponse(frames, {**SSE_HEADERS, **ctx.response_headers})
-    answer = await until_disconnect(request, driver.responses(body, ctx))
-    answer["model"] = model
-    return answer_json(fill_response(answer, body, effective), ctx)
+class ResponsesKind(path.Kind):
+    """`POST /v1/responses` (and WebSocket turns): the backend's own endpoint where the route
+    is `native_responses`, else translated to Chat Completions and back; stored responses
+    and `previous_response_id` around it (gateway/responses_state.py)."""
+
+    def check(self, body: dict[str, Any]) -> str:
+        return check_responses_body(body)
+
+    async def begin(
+        self, gateway: Gateway, driver: Driver, body: dict[str, Any], ctx: RequestContext,
+        session: Any,
+    ) -> path.Turn | None:  # fmt: skip
+        # store, previous_response_id, compaction items (gateway/responses_state.py)
+        return await responses_state.begin(gateway, body, ctx, driver.native_responses, session)
+
+    def verdict(self, driver: Driver, body: dict[str, Any]) -> fidelity.Verdict:
+        return fidelity.check_responses(driver, body)
+
+    async def attempt(self, driver: Driver, call: Call) -> Response:
+        if driver.native_responses:
+            return await self._native(driver, call)
+        return await self._translated(driver, call)
+
+    async def _native(self, driver: Driver, call: Call) -> Response:
+        body, ctx, model = call.body, call.ctx, call.model
+        if call.token:
+            reject_native(driver, body)
+        effective = effective_for(driver, body, ctx)
+        if call.stream:
+            stream = await driver.open_responses_stream(body, ctx)
+            rewrite = ModelRewriter(driver.route.target_model, model)
+            encoder = NativeEncoder(NativeStreamState(body, effective, model), rewrite, ctx)
+            return sse_answer(relay(stream, encoder, ctx), ctx)
+        answer = await driver.responses(body, ctx)
+        answer["model"] = model
+        return answer_json(fill_response(answer, body, effective), ctx)
+
+    async def _translated(self, driver: Driver, call: Call) -> Response:
+        body, ctx, model = call.body, call.ctx, call.model
+        chat_body = responses_to_chat(body, driver.dialect)
+        chat: Driver = TokenPath(driver) if call.token else driver  # type: ignore[assignment]
+        effective = effective_for(chat, body, ctx)
+        if call.stream:
+            stream = await chat.open_chat_stream(chat_body, ctx)
+            translator = ResponsesStreamTranslator(
+                body, model=model, framed=True, effective=effective
+            )
+            return sse_answer(relay(stream, TranslatedEncoder(translator, ctx), ctx), ctx)
+        answer = await chat.chat(chat_body, ctx)
+        response = chat_to_response(answer, body, model=model, effective=effective)
+        return answer_json(response, ctx, answer.get("usage"), engine_answer=answer)
 
 
-async def _translated(
-    request: Request, driver: Driver, body: dict[str, Any], model: str, ctx: RequestContext
-) -> Response:
-    chat_body = responses_to_chat(body, driver.dialect)
-    if uses_token_path(driver.route, chat_body):  # RL token contract (docs/rl.md)
-        driver = TokenPath(driver)
-    if body.get("stream"):
-        stream = await until_disconnect(request, driver.open_chat_stream(chat_body, ctx))
-        translator = ResponsesStreamTranslator(
-            body, model=model, framed=True, effective=effective_for(driver, body, ctx)
-        )
-        # SSEResponse, not StreamingResponse: no anyio task group per stream (relay.py)
-        frames = _recorded(ctx, relay_translated_stream(stream, translator, ctx))
-        return SSEResponse(frames, {**SSE_HEADERS, **ctx.response_headers})
-    chat = await until_disconnect(request, driver.chat(chat_body, ctx))
-    answer = chat_to_response(chat, body, model=model, effective=effective_for(driver, body, ctx))
-    return answer_json(answer, ctx, chat.get("usage"), engine_answer=chat)
-
-
-def _recorded(ctx: RequestContext, frames: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """The stream as is, or teed into the recording when the route records bodies."""
-    if ctx.recorder is not None and ctx.recorder.bodies:
-        return ctx.recorder.tee(ctx, frames)
-    return frames
+RESPONSES = ResponsesKind()
 
 
 async def create_response(request: Request) -> Response:
     gateway = request.app.state.gateway
     body = await read_json_body(request, gateway.config.server.max_body_bytes)
-    return await serve_response(request, body, request.scope["state"]["ctx"])
+    return await path.serve(gateway, RESPONSES, body, request_context(request), request.receive)
 
 
 async def serve_response(
-    request: Request, body: dict[str, Any], ctx: RequestContext, cache: Any = None
+    gateway: Gateway, body: dict[str, Any], ctx: RequestContext, receive: Receive, cache: Any
 ) -> Response:
-    """One Responses turn, over HTTP or (with a connection `cache`) a WebSocket."""
-    gateway = request.app.state.gateway
-    model = check_responses_body(body)
-    driver = gateway.router.driver_for(model, ctx)
-    # store, previous_response_id, compaction items (gateway/responses_state.py)
-    turn = await responses_state.begin(gateway, body, ctx, driver.native_responses, cache)
-    body = turn.body
-    ctx.stream = bool(body.get("stream"))
-    ctx.fidelity = verdict = fidelity.check_responses(driver, body)
-    ctx.response_headers[fidelity.HEADER] = fidelity.header_value(verdict)
-    if gateway.recording is not None:
-        gateway.recording.attach(ctx, body)
-
-    async def serve(route_driver: Driver) -> Response:
-        handler = _native if route_driver.native_responses else _translated
-        return await handler(request, route_driver, body, model, ctx)
-
-    # a token-contract request never moves to another model's route
-    token_request = uses_token_path(driver.route, body)
-    response = await answer_routed(gateway.router, driver, ctx, serve, not token_request)
-    return await turn.finish(response)
+    """One Responses turn over a WebSocket (`cache`: the connection's memory)."""
+    return await path.serve(gateway, RESPONSES, body, ctx, receive, cache)

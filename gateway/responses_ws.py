@@ -3,9 +3,9 @@
 The client opens `ws://gateway/v1/responses` (with `Authorization: Bearer <key>` as on HTTP)
 and sends `{"type": "response.create", ...}` messages: a create body without `stream`,
 `stream_options` or `background`. Each turn runs the HTTP streaming path unchanged
-(gateway/responses_api.serve_response) and every SSE event goes out as one text message:
-the same event types, in the same order. Turns are sequential: a message sent during a turn
-waits for it. A failure before a turn's stream starts is one WebSocket error event,
+(gateway/path.py, through responses_api.serve_response) and every SSE event goes out as one
+text message: the same event types, in the same order. Turns are sequential: a message sent
+during a turn waits for it. A failure before a turn's stream starts is one WebSocket error event,
 `{"type": "error", "status": 400, "error": {"type", "code", "message", "param"}}`.
 
 Continuation: the connection keeps its latest response in memory (ConnectionCache), so a
@@ -27,7 +27,6 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from starlette.requests import Request
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from backends.token_in import uses_token_path
@@ -220,16 +219,11 @@ class Connection:
         ctx.started = time.perf_counter()
         return ctx
 
-    def _request(self, ctx: RequestContext) -> Request:
-        """What the HTTP path reads from a request: the app, the context, and a `receive`
-        that reports the socket's disconnect as an HTTP one (so upstream work is cancelled)."""
-        scope = {**self.websocket.scope, "type": "http", "method": "WS", "state": {"ctx": ctx}}
-
-        async def receive() -> dict[str, Any]:
-            await self.gone.wait()
-            return {"type": "http.disconnect"}
-
-        return Request(scope, receive)
+    async def _receive(self) -> dict[str, Any]:
+        """The path's `receive`: reports the socket's close as an HTTP disconnect (so the
+        turn's upstream work is cancelled)."""
+        await self.gone.wait()
+        return {"type": "http.disconnect"}
 
     async def _serve(self, raw: str | bytes) -> None:
         gateway = self.gateway
@@ -246,7 +240,7 @@ class Connection:
             admitted = True
             if self._token_turn(body):
                 body["stream"] = False  # the bundle is a non-streaming field (docs/rl.md)
-            response = await serve_response(self._request(ctx), body, ctx, self.cache)
+            response = await serve_response(gateway, body, ctx, self._receive, self.cache)
             ctx.status = response.status_code
             if isinstance(response, SSEResponse):
                 await self._relay(response, ctx)

@@ -147,3 +147,20 @@ async def test_events_without_event_lines_are_handled_alike() -> None:
     check_events(events)
     assert events[0]["response"]["presence_penalty"] == 0.0  # completed to the spec
     assert events[-2]["sequence_number"] == 4
+
+
+class Crashing(Scripted):
+    """A stream whose relay hits a bug inside the gateway (not an upstream error)."""
+
+    async def _run(self):
+        for batch in self.batches:
+            yield batch
+        raise RuntimeError("a bug inside the gateway")
+
+
+async def test_a_failure_inside_the_gateway_ends_the_spec_way() -> None:
+    # the one relay loop's crash arm (gateway/relay.relay) holds for native streams too
+    events = await relay(Crashing([opening()]))
+    check_events(events)
+    assert [e["type"] for e in events][-2:] == ["error", "response.failed"]
+    assert "failed while relaying" in events[-2]["error"]["message"]

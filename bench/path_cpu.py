@@ -1,0 +1,120 @@
+"""Gateway CPU per request and per stream, A/B between two source trees, alternating, with
+the gateway pinned to one core (issue 19: the one request path must cost no more).
+
+    .venv/bin/python bench/path_cpu.py /path/to/tree_a /path/to/tree_b [rounds]
+
+Each round starts a gateway from each tree in turn (A, B, A, B, …) in front of
+bench/fake_upstream.py (20-chunk streams) and measures, at 8 concurrent connections, the
+gateway's CPU seconds (user + system, /proc) per completed answer for: Chat JSON, Chat
+stream, Responses JSON and Responses stream (translated to Chat). Prints each round and
+the median per tree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from loadgen import Scenario, build_request, closed_loop
+from procs import cpu_seconds, free_port, http_post, pin, process_tree
+
+CHUNKS = 20
+CONCURRENCY = 8
+HI = [{"role": "user", "content": "hi"}]
+
+
+def scenarios(port: int) -> list[Scenario]:
+    def req(path: str, body: dict) -> bytes:
+        return build_request("127.0.0.1", port, path, orjson.dumps(body))
+
+    chat = {"model": "bench", "messages": HI}
+    responses = {"model": "bench", "input": "hi"}
+    return [
+        Scenario("chat json", req("/v1/chat/completions", chat)),
+        Scenario("chat stream", req("/v1/chat/completions", {**chat, "stream": True}),
+                 stream=True, done_marker=b"[DONE]", error_marker=b'data: {"error"'),
+        Scenario("responses json", req("/v1/responses", responses)),
+        Scenario("responses stream", req("/v1/responses", {**responses, "stream": True}),
+                 stream=True, done_marker=b"response.completed", error_marker=b"event: error"),
+    ]  # fmt: skip
+
+
+def measure(tree: Path, up_port: int, tmp: Path) -> dict[str, float]:
+    gw_port = free_port()
+    config = tmp / f"gateway-{gw_port}.yaml"
+    config.write_text(
+        f"""server: {{port: {gw_port}, request_log: false, log_level: warning}}
+models:
+  - {{name: bench, backend: vllm, base_url: "http://127.0.0.1:{up_port}/v1",
+      upstream_model: fake}}
+"""
+    )
+    core = pin(1)
+    prefix = ["taskset", "-c", core] if core else []
+    gateway = subprocess.Popen(
+        [*prefix, sys.executable, "-m", "gateway", "serve", "--config", str(config)],
+        cwd=tree, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    out: dict[str, float] = {}
+    try:
+        probe = orjson.dumps({"model": "bench", "messages": HI})
+        deadline = time.monotonic() + 60
+        while http_post(gw_port, "/v1/chat/completions", probe, timeout=2.0) != 200:
+            if time.monotonic() > deadline or gateway.poll() is not None:
+                raise RuntimeError(f"the gateway from {tree} did not answer")
+            time.sleep(0.05)
+        pids = process_tree(gateway.pid)
+        for scenario in scenarios(gw_port):
+            marks: list[float] = []
+            result = asyncio.run(
+                closed_loop("127.0.0.1", gw_port, scenario, CONCURRENCY, 1.0, 4.0,
+                            on_window=lambda start, m=marks: m.append(cpu_seconds(pids)))
+            )  # fmt: skip
+            if result.errors or not result.completed:
+                raise RuntimeError(f"{tree} {scenario.name}: {result.errors} errors")
+            out[scenario.name] = (marks[1] - marks[0]) / result.completed * 1e6
+    finally:
+        gateway.terminate()
+        gateway.wait(10)
+    return out
+
+
+def main() -> None:
+    trees = [Path(sys.argv[1]), Path(sys.argv[2])]
+    rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 3
+    here = Path(__file__).resolve().parent
+    up_port = free_port()
+    upstream = subprocess.Popen(
+        [sys.executable, str(here / "fake_upstream.py"), "--port", str(up_port),
+         "--chunks", str(CHUNKS)], stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    runs: dict[int, list[dict[str, float]]] = {0: [], 1: []}
+    try:
+        time.sleep(0.5)
+        with tempfile.TemporaryDirectory() as tmp:
+            for n in range(rounds):
+                for i in (0, 1) if n % 2 == 0 else (1, 0):
+                    runs[i].append(measure(trees[i], up_port, Path(tmp)))
+                    cells = ", ".join(f"{k} {v:.0f}" for k, v in runs[i][-1].items())
+                    print(f"round {n + 1} {'AB'[i]}: {cells} (µs CPU per answer)", flush=True)
+    finally:
+        upstream.terminate()
+        upstream.wait(10)
+    print("median µs of gateway CPU per answer (A → B):")
+    for name in runs[0][0]:
+        a = statistics.median(r[name] for r in runs[0])
+        b = statistics.median(r[name] for r in runs[1])
+        print(f"  {name:17} {a:7.0f} → {b:7.0f}  ({(b - a) / a * 100:+.1f} %)")
+
+
+if __name__ == "__main__":
+    main()
