@@ -9,21 +9,18 @@ failure. The script's progress lines go to the terminal while it runs (not only 
 
 from __future__ import annotations
 
-import contextlib
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.gateway_process import GatewayProcess
-from tests.upstream import free_port
+from tests.provision import real_engine_url
+from tests.tiny_llama import MODEL
 
 HERE = Path(__file__).resolve().parent
 SCRIPT = HERE / "sglang_server.sh"
-MODEL = "tiny-llama"
 CACHE = Path(os.environ.get("GYM_GATEWAY_CACHE") or Path.home() / ".cache" / "gym-gateway")
 # the second tiny model (same tokenizer, other weights: make_tiny_model.py --seed 1)
 SECOND_MODEL = CACHE / "tiny-llama-seed1"
@@ -36,46 +33,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.sglang)
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get("GYM_GATEWAY_REQUIRE_SGLANG") == "1":
-        pytest.fail(f"the real SGLang server is required here but {reason}", pytrace=False)
-    pytest.skip(reason)
-
-
-def run_script(config: pytest.Config, *args: str) -> int:
-    """Run sglang_server.sh, echoing its lines on the terminal as they come (past capture)."""
-    capman = config.pluginmanager.getplugin("capturemanager")
-    proc = subprocess.Popen(
-        ["bash", str(SCRIPT), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        errors="replace",
-    )
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        with capman.global_and_fixture_disabled() if capman else contextlib.nullcontext():
-            sys.stderr.write(line)
-            sys.stderr.flush()
-    return proc.wait()
-
-
 @pytest.fixture(scope="session")
 def sglang_url(pytestconfig: pytest.Config) -> Iterator[str]:
-    url = os.environ.get("GYM_GATEWAY_SGLANG_URL")
-    if url:
-        yield url.rstrip("/")
-        return
-    if os.environ.get("GYM_GATEWAY_SGLANG") == "off":
-        _unavailable("GYM_GATEWAY_SGLANG=off")
-    port = free_port()
-    code = run_script(pytestconfig, "start", str(port))
-    if code != 0:
-        _unavailable(f"sglang_server.sh start failed (exit {code})")
-    try:
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        run_script(pytestconfig, "stop", str(port))
+    yield from real_engine_url(pytestconfig, "SGLang", "SGLANG", SCRIPT)
 
 
 @pytest.fixture(scope="session")

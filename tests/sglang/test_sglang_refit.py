@@ -16,8 +16,8 @@ import pytest
 
 from tests.gateway_process import GatewayProcess
 from tests.sglang.conftest import FIRST_MODEL, SECOND_MODEL
+from tests.tiny_llama import HELLO
 
-HELLO = [{"role": "user", "content": "Hello there"}]
 DIRECT = {"model": "tiny-llama", "messages": HELLO, "max_tokens": 4, "temperature": 0}
 
 

@@ -14,31 +14,7 @@ import httpx
 import pytest
 
 from tests.gateway_process import GatewayProcess
-
-MODEL = "tiny-llama"
-EOS = 2
-CAPTURE = {"logprobs": True, "top_logprobs": 0, "return_tokens_as_token_ids": True}
-TRAIN = {"temperature": 1.0, "top_p": 1.0, **CAPTURE}
-HELLO = [{"role": "user", "content": "Hello there"}]
-TOOLS = [
-    {
-        "type": "function",
-        "function": {
-            "name": "ping",
-            "description": "p",
-            "strict": True,
-            "parameters": {"type": "object", "properties": {}, "additionalProperties": False},
-        },
-    }
-]
-# vLLM's forcing recipe works on SGLang too, but SGLang does not stop after the call
-# (finish_reason "length"); the grammar lets the model pad the JSON with whitespace at times.
-FORCE_PING = {
-    "tool_choice": {"type": "function", "function": {"name": "ping"}},
-    "logit_bias": {"93": 30, "95": 30},
-    "max_tokens": 120,
-}
-FORCE_EOS = {"logit_bias": {str(EOS): 100}, "max_tokens": 4}  # an empty reply: [EOS]
+from tests.tiny_llama import EOS, FORCE_EOS, FORCE_PING, HELLO, MODEL, TOOLS, TRAIN
 
 
 def engine_render(sglang_url: str, messages: list[dict], **extra: Any) -> list[int]:

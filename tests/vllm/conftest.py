@@ -8,20 +8,17 @@ these tests; CI sets `GYM_GATEWAY_REQUIRE_VLLM=1`, which turns any skip into a f
 
 from __future__ import annotations
 
-import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.gateway_process import GatewayProcess
-from tests.provision import run_visible
-from tests.upstream import free_port
+from tests.provision import real_engine_url
+from tests.tiny_llama import MODEL
 
 HERE = Path(__file__).resolve().parent
 SCRIPT = HERE / "vllm_server.sh"
-MODEL = "tiny-llama"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -30,32 +27,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.vllm)
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get("GYM_GATEWAY_REQUIRE_VLLM") == "1":
-        pytest.fail(f"the real vLLM server is required here but {reason}", pytrace=False)
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="session")
 def vllm_url(pytestconfig: pytest.Config) -> Iterator[str]:
-    url = os.environ.get("GYM_GATEWAY_VLLM_URL")
-    if url:
-        yield url.rstrip("/")
-        return
-    if os.environ.get("GYM_GATEWAY_VLLM") == "off":
-        _unavailable("GYM_GATEWAY_VLLM=off")
-    port = free_port()
-    started = run_visible(
-        pytestconfig,
-        f"starting the real vLLM CPU server on port {port} (installs it the first time)",
-        ["bash", str(SCRIPT), "start", str(port)],
-    )
-    if started.returncode != 0:
-        _unavailable(f"vllm_server.sh start failed (exit {started.returncode})")
-    try:
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        subprocess.run(["bash", str(SCRIPT), "stop", str(port)], check=False)
+    yield from real_engine_url(pytestconfig, "vLLM", "VLLM", SCRIPT)
 
 
 @pytest.fixture(scope="session")

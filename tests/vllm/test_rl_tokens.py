@@ -14,31 +14,7 @@ import pytest
 
 from tests.gateway_process import GatewayProcess
 from tests.spec.conformance import check_response
-
-MODEL = "tiny-llama"
-EOS = 2
-CAPTURE = {"logprobs": True, "top_logprobs": 0, "return_tokens_as_token_ids": True}
-TRAIN = {"temperature": 1.0, "top_p": 1.0, **CAPTURE}
-HELLO = [{"role": "user", "content": "Hello there"}]
-# The forced-tool recipe of tests/vllm/README.md: a strict tool with no arguments, `{` and `}`
-# favoured, so the random model closes the call.
-TOOLS = [
-    {
-        "type": "function",
-        "function": {
-            "name": "ping",
-            "description": "p",
-            "strict": True,
-            "parameters": {"type": "object", "properties": {}, "additionalProperties": False},
-        },
-    }
-]
-FORCE_PING = {
-    "tool_choice": {"type": "function", "function": {"name": "ping"}},
-    "logit_bias": {"93": 30, "95": 30},
-    "max_tokens": 120,  # the grammar lets the model pad the JSON with whitespace at times
-}
-FORCE_EOS = {"logit_bias": {str(EOS): 100}, "max_tokens": 4}  # an empty reply: [EOS]
+from tests.tiny_llama import CAPTURE, EOS, FORCE_EOS, FORCE_PING, HELLO, MODEL, TOOLS, TRAIN
 
 
 def root(vllm_url: str) -> str:

@@ -13,8 +13,7 @@ import httpx
 import openai
 
 from tests.gateway_process import GatewayProcess
-
-HELLO = [{"role": "user", "content": "Hello there"}]
+from tests.tiny_llama import HELLO
 
 
 def root(vllm_url: str) -> str:

@@ -8,8 +8,7 @@ import pytest
 
 from tests.gateway_process import GatewayProcess
 from tests.spec.conformance import check_events, check_response, parse_sse
-
-HELLO = [{"role": "user", "content": "Hello there"}]
+from tests.tiny_llama import HELLO
 
 
 def direct(vllm_url: str, body: dict) -> dict:

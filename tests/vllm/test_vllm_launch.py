@@ -15,8 +15,9 @@ import httpx
 
 from tests.e2e.test_launch_e2e import group_members, wait_for
 from tests.gateway_process import GatewayProcess
+from tests.provision import engine_unavailable
 from tests.upstream import free_port
-from tests.vllm.conftest import MODEL, _unavailable
+from tests.vllm.conftest import MODEL
 
 CACHE = Path(os.environ.get("GYM_GATEWAY_CACHE", Path.home() / ".cache" / "gym-gateway"))
 VENV_PYTHON = CACHE / "vllm-venv" / "bin" / "python"
@@ -62,9 +63,13 @@ def _engine(gw: GatewayProcess) -> dict:
 
 def test_killed_vllm_leaves_no_engine_core_or_worker(tmp_path: Path) -> None:
     if os.environ.get("GYM_GATEWAY_VLLM") == "off":
-        _unavailable("GYM_GATEWAY_VLLM=off")
+        engine_unavailable("vLLM", "VLLM", "GYM_GATEWAY_VLLM=off")
     if not VENV_PYTHON.exists() or not (CACHE / MODEL).exists():
-        _unavailable("the vLLM venv is not installed (bash tests/vllm/vllm_server.sh install)")
+        engine_unavailable(
+            "vLLM",
+            "VLLM",
+            "the vLLM venv is not installed (bash tests/vllm/vllm_server.sh install)",
+        )
     gw = GatewayProcess(_config(free_port()), tmp_path)
     second = None
     try:

@@ -11,8 +11,7 @@ import httpx
 import pytest
 
 from tests.gateway_process import GatewayProcess
-
-HELLO = [{"role": "user", "content": "Hello there"}]
+from tests.tiny_llama import HELLO
 
 
 @pytest.fixture(scope="module")
