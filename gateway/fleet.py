@@ -236,6 +236,8 @@ class Fleet:
             "epoch": self.epoch,
             "in_flight": self.control.in_flight,
             "paused": self.control.paused,
+            # placements decided alone (/admin/status sums them fleet-wide)
+            "local_placements": self.placements.local_decisions,
         }
 
     async def heartbeat(self) -> list[dict[str, Any]]:

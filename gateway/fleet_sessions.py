@@ -66,6 +66,9 @@ class FleetPlacements:
             return None
         return value.decode() if isinstance(value, bytes) else str(value)
 
+    def decided_locally(self) -> None:
+        self.local_decisions += 1
+
     def _background(self, call: object) -> None:
         async def run() -> None:
             with contextlib.suppress(RedisError, OSError):
