@@ -61,9 +61,10 @@ class Observer:
         self.thread.start()
 
     def _run(self) -> None:
-        for message in self.pubsub.listen():
-            if message["type"] == "message":
-                self.seen.append((time.perf_counter(), message["channel"].decode()))
+        with contextlib.suppress(Exception):  # closed at the end
+            for message in self.pubsub.listen():
+                if message["type"] == "message":
+                    self.seen.append((time.perf_counter(), message["channel"].decode()))
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -116,16 +117,28 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / 100  # utime + stime, in clock ticks of 10 ms
 
 
-def scenario(port: int) -> Scenario:
+# a key with a (never reached) request limit: in a fleet, one Redis script per request, the
+# cost an exact fleet-wide admission (max_concurrency) would add to every request
+LIMITED = (
+    "server:\n  api_keys:\n"
+    "    - {name: bench, key: bench-key-123, requests_per_minute: 1000000000}\n"
+)
+AUTH = "authorization: Bearer bench-key-123\r\n"
+
+
+def scenario(port: int, extra: str = "") -> Scenario:
     return Scenario("chat", build_request("127.0.0.1", port, "/v1/chat/completions",
-                                          orjson.dumps(BODY)))  # fmt: skip
+                                          orjson.dumps(BODY), extra))  # fmt: skip
 
 
-async def load(procs: list[GatewayProcess], concurrency: int, seconds: float) -> CellResult:
+async def load(
+    procs: list[GatewayProcess], concurrency: int, seconds: float, extra: str = ""
+) -> CellResult:
     """Closed-loop clients (bench/loadgen.py) split over the members; results summed."""
     per = max(1, concurrency // len(procs))
     cells = await asyncio.gather(*(
-        closed_loop("127.0.0.1", p.port, scenario(p.port), per, 1.0, seconds) for p in procs
+        closed_loop("127.0.0.1", p.port, scenario(p.port, extra), per, 1.0, seconds)
+        for p in procs
     ))  # fmt: skip
     total = CellResult(seconds=max(c.seconds for c in cells))
     for cell in cells:
@@ -135,13 +148,14 @@ async def load(procs: list[GatewayProcess], concurrency: int, seconds: float) ->
     return total
 
 
-def per_request(config: str, workdir: Path, seconds: float) -> dict[str, float]:
+def per_request(config: str, workdir: Path, seconds: float, extra: str = "") -> dict[str, float]:
     proc = GatewayProcess(config, workdir).wait_ready(60)
     try:
         result = {}
         for concurrency in (1, 32):
             cpu = cpu_seconds(proc.proc.pid)
-            cell = asyncio.run(load([proc], concurrency, seconds))
+            cell = asyncio.run(load([proc], concurrency, seconds, extra))
+            assert cell.errors == 0, cell.errors
             used = cpu_seconds(proc.proc.pid) - cpu
             result[f"p50_ms_c{concurrency}"] = statistics.median(cell.latencies) * 1000
             result[f"cpu_us_per_request_c{concurrency}"] = used / max(1, cell.completed) * 1e6
@@ -167,6 +181,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--seconds", type=float, default=5.0, help="per load cell")
     parser.add_argument("--propagation-only", action="store_true")
+    parser.add_argument("--per-request-repeats", type=int, default=2)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
@@ -193,13 +208,27 @@ def main() -> None:
             for n, rate in rates.items():
                 print(f"| {n} | {rate:,.0f} |")
             print()
-            alone = per_request(MOCK, workdir, args.seconds)
-            fleet = per_request(cluster(redis.url) + MOCK, workdir, args.seconds)
-            print("| per request (mock route, one member) | no cluster | cluster | added |")
-            print("| --- | --- | --- | --- |")
-            for key in alone:
-                print(f"| {key} | {alone[key]:.3f} | {fleet[key]:.3f} | "
-                      f"{fleet[key] - alone[key]:+.3f} |")  # fmt: skip
+            arms = {
+                "no cluster": (MOCK, ""),
+                "cluster": (cluster(redis.url) + MOCK, ""),
+                "cluster + a Redis script per request": (
+                    cluster(redis.url) + LIMITED + MOCK, AUTH),
+            }  # fmt: skip
+            for repeat in range(args.per_request_repeats):  # A/B/C alternating
+                cells = {arm: per_request(config, workdir, args.seconds, extra)
+                         for arm, (config, extra) in arms.items()}  # fmt: skip
+                base = cells["no cluster"]
+                print(f"| per request (mock route, one member), run {repeat + 1} | "
+                      + " | ".join(arms) + " |")  # fmt: skip
+                print("| --- " * (len(arms) + 1) + "|")
+                for key in base:
+                    values = " | ".join(
+                        f"{cell[key]:.3f}" + ("" if arm == "no cluster" else
+                                              f" ({cell[key] - base[key]:+.3f})")
+                        for arm, cell in cells.items()
+                    )  # fmt: skip
+                    print(f"| {key} | {values} |")
+                print(f"load average: {os.getloadavg()}")
         finally:
             redis.stop()
 
