@@ -211,20 +211,26 @@ def main() -> None:
             arms = {
                 "no cluster": (MOCK, ""),
                 "cluster": (cluster(redis.url) + MOCK, ""),
-                "cluster + a Redis script per request": (
+                "limited key": (LIMITED + MOCK, AUTH),
+                "limited key + cluster (a Redis script per request)": (
                     cluster(redis.url) + LIMITED + MOCK, AUTH),
             }  # fmt: skip
             for repeat in range(args.per_request_repeats):  # A/B/C alternating
                 cells = {arm: per_request(config, workdir, args.seconds, extra)
                          for arm, (config, extra) in arms.items()}  # fmt: skip
                 base = cells["no cluster"]
+                # added: cluster vs no cluster; the limited key's Redis cost vs the same key
+                # checked locally
+                bases = {arm: base for arm in arms}
+                bases["limited key + cluster (a Redis script per request)"] = cells["limited key"]
                 print(f"| per request (mock route, one member), run {repeat + 1} | "
                       + " | ".join(arms) + " |")  # fmt: skip
                 print("| --- " * (len(arms) + 1) + "|")
                 for key in base:
                     values = " | ".join(
-                        f"{cell[key]:.3f}" + ("" if arm == "no cluster" else
-                                              f" ({cell[key] - base[key]:+.3f})")
+                        f"{cell[key]:.3f}"
+                        + ("" if arm in ("no cluster", "limited key")
+                           else f" ({cell[key] - bases[arm][key]:+.3f})")
                         for arm, cell in cells.items()
                     )  # fmt: skip
                     print(f"| {key} | {values} |")
