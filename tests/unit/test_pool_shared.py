@@ -6,6 +6,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+import pytest
+
 from backends.pool import Pool, Replica
 from gateway.context import RequestContext
 from gateway.policies import PoolPolicy
@@ -168,10 +170,22 @@ async def test_a_member_probing_the_dead_replica_re_places_in_the_store() -> Non
     assert store.local_decisions == 0
 
 
-async def test_a_placement_that_goes_out_during_its_claim_is_claimed_again() -> None:
-    """The claim takes a round trip: meanwhile another request of the same member may start
-    the trial of the recorded replica (half-open). The member claims again, naming it out,
-    rather than choosing alone."""
+def _eject(replica: Replica) -> None:
+    replica.failures, replica.open_until = 3, time.monotonic() + 60
+
+
+def _start_trial(replica: Replica) -> None:
+    replica.probing = True
+
+
+@pytest.mark.parametrize("meanwhile", [_eject, _start_trial])
+async def test_a_placement_that_goes_out_during_its_claim_is_claimed_again(
+    meanwhile: Callable[[Replica], None],
+) -> None:
+    """The claim takes a round trip: meanwhile other requests of the same member may eject
+    the recorded replica (their third failure: the common case in the CI run's logs) or start
+    its trial (half-open). The member claims again, naming it out, rather than choosing
+    alone."""
     store = DictPlacements()
     a, b, c = member(store), member(store), member(store)
     dead = await turn(a, "s")
@@ -179,7 +193,7 @@ async def test_a_placement_that_goes_out_during_its_claim_is_claimed_again() -> 
     c_dead = _replica(c, dead)
     _half_open(c_dead, probing=False)  # a candidate when c's claim starts
     _least_loaded_except(c, dead, others[0])
-    store.during_claim = lambda: setattr(c_dead, "probing", True)  # another request's trial
+    store.during_claim = lambda: meanwhile(c_dead)
     second = await turn(c, "s")
     assert second != dead and store.placed[("r", b"s")] == second
     store.during_claim = None
