@@ -115,6 +115,16 @@ def rendezvous_best(key: bytes, replicas: Sequence[Replica]) -> Replica:
     return max(replicas, key=lambda r: _weight(key, r))
 
 
+def _usable(replica: Replica, now: float, exclude: set[int], limit: int | None) -> bool:
+    """A candidate for a request: not tried already, not full, not ejected, and not
+    half-open with its one trial request in flight."""
+    if id(replica) in exclude or (limit is not None and replica.in_flight >= limit):
+        return False
+    if replica.open_until > now:
+        return False
+    return not (replica.ejections and replica.failures and replica.probing)
+
+
 def _in_flight(replica: Replica) -> int:
     return replica.in_flight
 
@@ -167,13 +177,15 @@ class Pool:
         if len(self.replicas) < 2:
             return
         key = conversation_key(body, ctx)
+        limit = self._share(self.policy.max_concurrency_per_replica)
         for _ in range(MAX_CLAIMS):
             # pick()'s own test, now: the claim below takes a round trip, during which other
             # requests may eject a replica or start its trial
-            candidates = self._candidates(time.monotonic(), avoid)
+            now = time.monotonic()
             known = self._sticky.get(key)
-            if known is not None and any(r is known for r in candidates):
+            if known is not None and _usable(known, now, avoid, limit):
                 return
+            candidates = self._candidates(now, avoid)
             if not candidates:
                 break  # pick() takes a last resort among the replicas tried, or refuses
             low = min(r.in_flight for r in candidates)
@@ -196,16 +208,7 @@ class Pool:
 
     def _candidates(self, now: float, exclude: set[int]) -> list[Replica]:
         limit = self._share(self.policy.max_concurrency_per_replica)
-        out = []
-        for r in self.replicas:
-            if id(r) in exclude or (limit is not None and r.in_flight >= limit):
-                continue
-            if r.open_until > now:
-                continue
-            if r.ejections and r.failures and r.probing:
-                continue  # half-open: one probe at a time
-            out.append(r)
-        return out
+        return [r for r in self.replicas if _usable(r, now, exclude, limit)]
 
     def pick(self, body: dict[str, Any], ctx: RequestContext, avoid: set[int]) -> Replica:
         """A replica for this request; replicas in `avoid` (already tried) only as a last
