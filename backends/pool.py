@@ -200,6 +200,15 @@ class Pool:
             self._sticky[key] = placed
         self.shared.decided_locally()
 
+    def follow(self, key: bytes, url: str) -> None:
+        """Another process moved a conversation this one knows to the replica at `url`."""
+        if key in self._sticky:
+            placed = next((r for r in self.replicas if r.base_url == url), None)
+            if placed is None:
+                del self._sticky[key]
+            else:
+                self._sticky[key] = placed
+
     def forget(self, key: bytes) -> None:
         """The conversation ended (POST /finish_session): its next request is placed anew."""
         self._sticky.pop(key, None)

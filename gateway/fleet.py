@@ -380,7 +380,9 @@ class Fleet:
         while True:
             pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(self.keys["events"], self.keys["reports"])
+                await pubsub.subscribe(
+                    self.keys["events"], self.keys["reports"], self.placements.moves
+                )
                 subscribed.set()
                 while True:
                     message = await pubsub.get_message(timeout=None)
@@ -397,6 +399,14 @@ class Fleet:
 
     def _on_message(self, message: dict[str, Any]) -> None:
         channel = message["channel"].decode()
+        if channel == self.placements.moves:
+            moved = self.placements.moved(message["data"])
+            if moved is not None:
+                route, key, replica = moved
+                for pool in self.pools():
+                    if pool.route_name == route:
+                        pool.follow(key, replica)
+            return
         doc = orjson.loads(message["data"])
         if channel == self.keys["events"]:
             self.apply(_pairs(doc["state"]))

@@ -7,6 +7,7 @@ gateway/fleet.py Fleet with its own ControlPlane and its own pool of the same re
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -146,3 +147,24 @@ async def test_route_concurrency_shares_follow_the_membership(members: Members) 
     a.in_flight = 5
     assert a.members == 1 and a._has_slot()
     await dead.redis.aclose()
+
+
+async def test_members_that_know_a_moved_conversation_follow_the_move(
+    members: Members,
+) -> None:
+    """b cannot reach a conversation's replica (ejected at b alone) and moves it; a, which
+    knows the conversation on that replica and still reaches it, follows the move announced
+    by Redis instead of serving the conversation on the old replica."""
+    a, b = await members.join(), await members.join()
+    old = await turn(a, "s")
+    assert await turn(b, "s") == old
+    _replica(b, old).open_until = time.monotonic() + 60
+    new = await turn(b, "s")
+    assert new != old
+    deadline = time.monotonic() + 5
+    while a._sticky[b"s"].base_url != new:
+        assert time.monotonic() < deadline, "a did not follow the move"
+        await asyncio.sleep(0.01)
+    lookups = members.fleets[0].placements.lookups
+    assert await turn(a, "s") == new
+    assert members.fleets[0].placements.lookups == lookups  # followed: no claim needed
