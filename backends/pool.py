@@ -36,6 +36,9 @@ UNREACHABLE = "upstream_unreachable"
 # run to max_eject_s (30 s), but the openai SDK sleeps whatever Retry-After says (up to 60 s)
 # before each of its retries: a client coming back sooner costs one cheap refusal.
 MAX_NO_REPLICA_RETRY_AFTER_S = 2
+# Claims of one conversation's placement per request (Pool.consult_shared): a second one when
+# the recorded replica went out while the first was on its way; past that, decide locally.
+MAX_CLAIMS = 3
 
 
 def safe_origin(url: str) -> str:
@@ -112,6 +115,16 @@ def rendezvous_best(key: bytes, replicas: Sequence[Replica]) -> Replica:
     return max(replicas, key=lambda r: _weight(key, r))
 
 
+def _usable(replica: Replica, now: float, exclude: set[int], limit: int | None) -> bool:
+    """A candidate for a request: not tried already, not full, not ejected, and not
+    half-open with its one trial request in flight."""
+    if id(replica) in exclude or (limit is not None and replica.in_flight >= limit):
+        return False
+    if replica.open_until > now:
+        return False
+    return not (replica.ejections and replica.failures and replica.probing)
+
+
 def _in_flight(replica: Replica) -> int:
     return replica.in_flight
 
@@ -152,30 +165,49 @@ class Pool:
         self, body: dict[str, Any], ctx: RequestContext, avoid: set[int]
     ) -> None:
         """Before `pick`, in a fleet with sticky_least_loaded: when this process does not
-        know the conversation, or its replica is out (ejected, or failed this request),
-        claim a placement in the shared store: the one another member recorded, or this
-        process's choice (one bounded round trip; the first claim wins a race)."""
+        know the conversation, or cannot use its replica for this request (ejected, on trial,
+        full, or failed this request), claim a placement in the shared store: the one recorded
+        unless it is among the replicas this process cannot use, else this process's choice
+        (one bounded round trip; the first claim wins a race, and a record changed by another
+        member in the meantime is adopted, not overwritten). On return, the conversation's
+        known replica is one `pick` will choose, or a local decision was counted: a member
+        never serves a conversation elsewhere than the store says without saying so."""
         if self.shared is None or self.policy.strategy != "sticky_least_loaded":
             return
         if len(self.replicas) < 2:
             return
         key = conversation_key(body, ctx)
-        now = time.monotonic()
-        known = self._sticky.get(key)
-        if known is not None and known.open_until <= now and id(known) not in avoid:
-            return
-        candidates = self._candidates(now, avoid)
-        if not candidates:
-            return  # pick() decides (a last resort, or 503)
-        low = min(r.in_flight for r in candidates)
-        proposal = rendezvous_best(key, [r for r in candidates if r.in_flight == low])
-        usable = {id(r) for r in candidates}
-        out = [r.base_url for r in self.replicas if id(r) not in usable]
-        url = await self.shared.claim(self.route_name, key, proposal.base_url, out)
-        for replica in candidates:
-            if replica.base_url == url:
-                self._sticky[key] = replica
+        limit = self._share(self.policy.max_concurrency_per_replica)
+        for _ in range(MAX_CLAIMS):
+            # pick()'s own test, now: the claim below takes a round trip, during which other
+            # requests may eject a replica or start its trial
+            now = time.monotonic()
+            known = self._sticky.get(key)
+            if known is not None and _usable(known, now, avoid, limit):
                 return
+            candidates = self._candidates(now, avoid)
+            if not candidates:
+                break  # pick() takes a last resort among the replicas tried, or refuses
+            low = min(r.in_flight for r in candidates)
+            proposal = rendezvous_best(key, [r for r in candidates if r.in_flight == low])
+            out = [r.base_url for r in self.replicas if not any(r is c for c in candidates)]
+            url = await self.shared.claim(self.route_name, key, proposal.base_url, out)
+            if url is None:
+                return  # the store was out of reach or slow: counted there, pick() decides
+            placed = next((r for r in self.replicas if r.base_url == url), None)
+            if placed is None:
+                break  # recorded by a member configured with other replicas
+            self._sticky[key] = placed
+        self.shared.decided_locally()
+
+    def follow(self, key: bytes, url: str) -> None:
+        """Another process moved a conversation this one knows to the replica at `url`."""
+        if key in self._sticky:
+            placed = next((r for r in self.replicas if r.base_url == url), None)
+            if placed is None:
+                del self._sticky[key]
+            else:
+                self._sticky[key] = placed
 
     def forget(self, key: bytes) -> None:
         """The conversation ended (POST /finish_session): its next request is placed anew."""
@@ -185,16 +217,7 @@ class Pool:
 
     def _candidates(self, now: float, exclude: set[int]) -> list[Replica]:
         limit = self._share(self.policy.max_concurrency_per_replica)
-        out = []
-        for r in self.replicas:
-            if id(r) in exclude or (limit is not None and r.in_flight >= limit):
-                continue
-            if r.open_until > now:
-                continue
-            if r.ejections and r.failures and r.probing:
-                continue  # half-open: one probe at a time
-            out.append(r)
-        return out
+        return [r for r in self.replicas if _usable(r, now, exclude, limit)]
 
     def pick(self, body: dict[str, Any], ctx: RequestContext, avoid: set[int]) -> Replica:
         """A replica for this request; replicas in `avoid` (already tried) only as a last

@@ -20,3 +20,8 @@ class SharedPlacements(Protocol):
     def release(self, route: str, key: bytes) -> None:
         """Forget a placement (the conversation ended; fire and forget)."""
         ...
+
+    def decided_locally(self) -> None:
+        """This process placed a conversation without the store's agreement (every replica
+        out for this request, or the record kept going out): counted, as budget misses are."""
+        ...

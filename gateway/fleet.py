@@ -48,8 +48,9 @@ log = logging.getLogger("gateway.fleet")
 # KEYS: state, events, members. ARGV: origin (this member), n, then n seed values (the
 # caller's own state as field/value pairs, written first if Redis lost the state: a restart
 # without persistence, so the epoch keeps rising), then field/value pairs ("" deletes one).
-# Bumps the epoch, writes the fields, publishes the whole new state; returns {epoch, lost}:
-# lost = 1 when Redis does not know the calling member (it lost the membership too).
+# Bumps the epoch, writes the fields, publishes the whole new state; returns {epoch, lost,
+# state pairs}: lost = 1 when Redis does not know the calling member (it lost the membership
+# too).
 COMMAND_SCRIPT = """
 local n = tonumber(ARGV[2])
 if redis.call('EXISTS', KEYS[1]) == 0 then
@@ -63,7 +64,7 @@ for i = 3 + n, #ARGV, 2 do
 end
 local state = redis.call('HGETALL', KEYS[1])
 redis.call('PUBLISH', KEYS[2], cjson.encode({origin = ARGV[1], state = state}))
-return {epoch, lost and 1 or 0}
+return {epoch, lost and 1 or 0, state}
 """
 
 # KEYS: members, info, state. ARGV: member, info JSON, ttl ms, then the member's own state as
@@ -236,6 +237,8 @@ class Fleet:
             "epoch": self.epoch,
             "in_flight": self.control.in_flight,
             "paused": self.control.paused,
+            # placements decided alone (/admin/status sums them fleet-wide)
+            "local_placements": self.placements.local_decisions,
         }
 
     async def heartbeat(self) -> list[dict[str, Any]]:
@@ -377,7 +380,9 @@ class Fleet:
         while True:
             pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(self.keys["events"], self.keys["reports"])
+                await pubsub.subscribe(
+                    self.keys["events"], self.keys["reports"], self.placements.moves
+                )
                 subscribed.set()
                 while True:
                     message = await pubsub.get_message(timeout=None)
@@ -394,6 +399,14 @@ class Fleet:
 
     def _on_message(self, message: dict[str, Any]) -> None:
         channel = message["channel"].decode()
+        if channel == self.placements.moves:
+            moved = self.placements.moved(message["data"])
+            if moved is not None:
+                route, key, replica = moved
+                for pool in self.pools():
+                    if pool.route_name == route:
+                        pool.follow(key, replica)
+            return
         doc = orjson.loads(message["data"])
         if channel == self.keys["events"]:
             self.apply(_pairs(doc["state"]))
@@ -417,14 +430,13 @@ class Fleet:
         for field, value in fields.items():
             args += [field, value]
         try:
-            epoch, lost = await self._command(
+            epoch, lost, state = await self._command(
                 keys=[self.keys["state"], self.keys["events"], self.keys["members"]], args=args
             )
-            state = _pairs(await self.redis.hgetall(self.keys["state"]))
         except (RedisError, OSError) as exc:
             self._lost(exc)
             raise FleetUnavailable(self.config.where, f"{type(exc).__name__}: {exc}") from None
-        self.apply(state)
+        self.apply(_pairs(state))
         if on_recorded is not None:
             on_recorded()
         if lost:  # Redis lost the membership: let every member re-register before counting

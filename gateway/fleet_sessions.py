@@ -23,7 +23,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gateway.fleet")
 
-# KEYS: placement. ARGV: proposal, ttl s, then replicas the caller cannot use.
+# KEYS: placement, moves channel. ARGV: proposal, ttl s, then replicas the caller cannot use.
+# A placement moved off a replica is announced ("<placement key>\n<new replica>"): members
+# that know the conversation on its old replica follow at once, not at their next failure.
 CLAIM_SCRIPT = """
 local current = redis.call('GET', KEYS[1])
 if current then
@@ -35,6 +37,7 @@ if current then
   end
 end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+if current then redis.call('PUBLISH', KEYS[2], KEYS[1] .. '\\n' .. ARGV[1]) end
 return ARGV[1]
 """
 
@@ -44,6 +47,7 @@ class FleetPlacements:
         self.fleet = fleet
         self.redis = fleet.redis
         self.prefix = fleet.config.key_prefix + "session:"
+        self.moves = fleet.config.key_prefix + "moves"  # the channel of CLAIM_SCRIPT's notices
         self.budget = fleet.config.local_budget_ms / 1000
         self.ttl = int(fleet.config.session_ttl_s)
         self._pending: set[asyncio.Task[object]] = set()
@@ -58,13 +62,28 @@ class FleetPlacements:
             self.local_decisions += 1
             return None
         self.lookups += 1
-        call = self._claim(keys=[self._key(route, key)], args=[proposal, self.ttl, *out])
+        keys = [self._key(route, key), self.moves]
+        call = self._claim(keys=keys, args=[proposal, self.ttl, *out])
         try:
             value = await asyncio.wait_for(call, self.budget)
         except (TimeoutError, RedisError, OSError):
             self.local_decisions += 1
             return None
         return value.decode() if isinstance(value, bytes) else str(value)
+
+    def decided_locally(self) -> None:
+        self.local_decisions += 1
+
+    def moved(self, notice: bytes) -> tuple[str, bytes, str] | None:
+        """A CLAIM_SCRIPT notice as (route, conversation key, new replica); None if foreign."""
+        placement, _, replica = notice.decode().partition("\n")
+        if not placement.startswith(self.prefix):
+            return None
+        route, _, key = placement[len(self.prefix) :].rpartition(":")
+        try:
+            return route, bytes.fromhex(key), replica
+        except ValueError:
+            return None
 
     def _background(self, call: object) -> None:
         async def run() -> None:

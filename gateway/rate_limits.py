@@ -70,8 +70,9 @@ class RateLimiter:
             raise self._refused(ctx, "tokens", tpm, now)
 
     def spend(self, ctx: RequestContext) -> None:
-        if ctx.key_name not in self.limits:
-            return
+        limits = self.limits.get(ctx.key_name or "")
+        if limits is None or limits[1] is None:
+            return  # no tokens_per_minute: nothing to count (in a fleet, no Redis call)
         tokens = (ctx.prompt_tokens or 0) + (ctx.completion_tokens or 0)
         if not tokens:
             return

@@ -47,7 +47,7 @@ class Shared:
 
 
 async def test_fleet_counts_decide_when_they_arrive() -> None:
-    limiter = RateLimiter({"k": (10, None)})
+    limiter = RateLimiter({"k": (10, 1000)})
     limiter.shared = Shared((10, 0))
     await limiter.admit(ctx())  # the fleet's 10th
     limiter.shared = Shared((11, 0))
@@ -55,6 +55,13 @@ async def test_fleet_counts_decide_when_they_arrive() -> None:
         await limiter.admit(ctx())
     limiter.spend(ctx(prompt=5))
     assert limiter.shared.spent == 5
+
+
+def test_a_key_without_a_token_limit_spends_no_fleet_call() -> None:
+    limiter = RateLimiter({"k": (10, None)})
+    limiter.shared = Shared((1, 0))
+    limiter.spend(ctx(prompt=5))
+    assert limiter.shared.spent == 0
 
 
 async def test_fleet_out_of_reach_means_this_members_share() -> None:
