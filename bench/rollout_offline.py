@@ -23,7 +23,7 @@ import hashlib
 import heapq
 import statistics
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -189,6 +189,38 @@ class GroupsKV:
         return r
 
 
+class CappedGroups(Groups):
+    """An experiment: group_affinity, and at most `cap` live trajectories a replica (a new
+    trajectory waits in the router until one ends), to keep the working set inside KV."""
+
+    def __init__(self, n: int, cap: int = 24, **kw: Any) -> None:
+        super().__init__(n, **kw)
+        self.cap = cap
+        self.live = [0] * n
+        self.where: dict[str, int] = {}
+
+    def __call__(self, ask: Ask, load: list[int]) -> int | None:  # type: ignore[override]
+        known = self.where.get(ask.session)
+        if known is not None:
+            return known
+        room = [i for i in range(self.n) if self.live[i] < self.cap]
+        if not room:
+            return None
+
+        def top(key: bytes, cands: Sequence[int]) -> int:
+            return max(cands, key=lambda i: _rank(key, i))
+
+        r = self.ga.choose(
+            ask.session.encode(), ask.group_key, room, lambda i: load[i], top, self.clock
+        )
+        self.where[ask.session] = r
+        self.live[r] += 1
+        return r
+
+    def done(self, session: str) -> None:
+        self.live[self.where[session]] -= 1
+
+
 class OracleGroups:
     """Not a router: knows every trajectory's future (its answers' lengths and tool times)
     and places whole groups by longest-processing-time-first on their decode tokens, so each
@@ -220,6 +252,8 @@ POLICIES: dict[str, Callable[[int], Policy]] = {
     "group_affinity": Groups,
     "smg_cache_aware": SmgCacheAware,
     "oracle_groups": OracleGroups,  # type: ignore[dict-item]
+    "capped_groups_16": lambda n: CappedGroups(n, cap=16),
+    "capped_groups_24": lambda n: CappedGroups(n, cap=24),
 }
 
 
@@ -249,6 +283,7 @@ def replay(shape: Shape, params: Params, replicas: int, policy: Policy) -> Outco
     turn = [0] * len(trajs)
     owner: dict[int, tuple[int, int]] = {}  # id(request) -> (trajectory, replica)
     admitted_at: dict[int, float] = {}
+    held: list[int] = []  # trajectories a policy holds back (returned None)
     waits: list[float] = []
     finished = 0.0
 
@@ -283,9 +318,12 @@ def replay(shape: Shape, params: Params, replicas: int, policy: Policy) -> Outco
             hashes = block_hashes(text)
             ask = Ask(traj.session, opening(messages[index]), hashes, tokens_of(text),
                       traj.outputs[t], t)  # fmt: skip
-            if isinstance(policy, Groups):
+            if isinstance(policy, Groups):  # and CappedGroups
                 policy.clock = now / shape.speed
             r = policy(ask, load)
+            if r is None:  # the router holds it back until a trajectory ends
+                held.append(index)
+                continue
             load[r] += 1
             req = SimRequest(messages[index], text, hashes, max(1, tokens_of(text)),
                              traj.outputs[t], traj.seeds[t], False, None, now)  # type: ignore[arg-type]  # fmt: skip
@@ -321,6 +359,11 @@ def replay(shape: Shape, params: Params, replicas: int, policy: Policy) -> Outco
                     push(now + trajs[ti].tool_s[t], "turn", ti)
                 else:
                     finished = max(finished, now)
+                    if hasattr(policy, "done"):
+                        policy.done(trajs[ti].session)
+                    for waiting in held:
+                        push(now, "turn", waiting)
+                    held.clear()
         if e.waiting or e.running:
             start_step(index, now)
     served = [e.served for e in engines]
