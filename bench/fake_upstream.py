@@ -4,9 +4,11 @@ A raw asyncio protocol (uvloop when present) with keep-alive and canned answers,
 serves tens of thousands of requests per second. It answers any POST whose path ends in
 `/chat/completions`; a body containing `"stream":true` gets an SSE stream of `--chunks`
 chunks, `--delay-ms` apart (for slow-stream tests), ending with `data: [DONE]`.
-GET /health answers 200. Everything else is 404.
+GET /health answers 200; GET /v1/models lists `--model` and GET /version answers as vLLM
+would (the peer routers probe them to recognise a worker and its model). Request bodies may
+be chunked (SMG sends them so). Everything else is 404.
 
-    python bench/fake_upstream.py --port 9001 [--chunks 50] [--delay-ms 0]
+    python bench/fake_upstream.py --port 9001 [--chunks 50] [--delay-ms 0] [--model NAME]
 """
 
 from __future__ import annotations
@@ -72,9 +74,37 @@ def _http_chunk(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
 
 
+def _json_answer(doc: object) -> bytes:
+    body = json.dumps(doc, separators=(",", ":")).encode()
+    return b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (
+        len(body),
+        body,
+    )
+
+
+def _dechunk(buf: bytes, start: int) -> tuple[bytes, int] | None:
+    """A chunked request body from `start` (no trailers): (body, end offset), or None while
+    incomplete."""
+    parts, pos = [], start
+    while True:
+        line_end = buf.find(b"\r\n", pos)
+        if line_end < 0:
+            return None
+        size = int(buf[pos:line_end].split(b";")[0], 16)
+        if size == 0:
+            return (b"".join(parts), line_end + 4) if len(buf) >= line_end + 4 else None
+        if len(buf) < line_end + 2 + size + 2:
+            return None
+        parts.append(buf[line_end + 2 : line_end + 2 + size])
+        pos = line_end + 2 + size + 2
+
+
 class UpstreamProtocol(asyncio.Protocol):
-    def __init__(self, stream_parts: list[bytes], delay: float) -> None:
+    def __init__(self, stream_parts: list[bytes], delay: float, model: str = "fake") -> None:
         self.stream_parts = stream_parts
+        self.models = _json_answer(
+            {"object": "list", "data": [{"id": model, "object": "model", "owned_by": "vllm"}]}
+        )
         self.delay = delay
         self.buf = b""
         self.transport: asyncio.Transport | None = None
@@ -93,15 +123,24 @@ class UpstreamProtocol(asyncio.Protocol):
             if head_end < 0:
                 return
             head = self.buf[:head_end]
-            length = 0
+            length, chunked = 0, False
             for line in head.split(b"\r\n")[1:]:
                 name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
+                name = name.strip().lower()
+                if name == b"content-length":
                     length = int(value.strip())
-            end = head_end + 4 + length
-            if len(self.buf) < end:
-                return
-            body = self.buf[head_end + 4 : end]
+                elif name == b"transfer-encoding" and b"chunked" in value.lower():
+                    chunked = True
+            if chunked:
+                parsed = _dechunk(self.buf, head_end + 4)
+                if parsed is None:
+                    return
+                body, end = parsed
+            else:
+                end = head_end + 4 + length
+                if len(self.buf) < end:
+                    return
+                body = self.buf[head_end + 4 : end]
             self.buf = self.buf[end:]
             self.respond(head.split(b" ", 2), body)
 
@@ -110,6 +149,10 @@ class UpstreamProtocol(asyncio.Protocol):
         method, path = request_line[0], request_line[1]
         if method == b"GET" and path.startswith(b"/health"):
             self.transport.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        elif method == b"GET" and path.endswith(b"/models"):
+            self.transport.write(self.models)
+        elif method == b"GET" and path == b"/version":
+            self.transport.write(_json_answer({"version": "0.11.0"}))
         elif path.endswith(b"/chat/completions"):
             if b'"stream":true' in body.replace(b" ", b""):
                 if self.delay:
@@ -137,11 +180,11 @@ class UpstreamProtocol(asyncio.Protocol):
         asyncio.get_running_loop().call_later(self.delay, self.slow_part, transport, index + 1)
 
 
-async def serve(host: str, port: int, chunks: int, delay_ms: float) -> None:
+async def serve(host: str, port: int, chunks: int, delay_ms: float, model: str) -> None:
     parts = build_stream(chunks)
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
-        lambda: UpstreamProtocol(parts, delay_ms / 1000.0), host, port, backlog=4096
+        lambda: UpstreamProtocol(parts, delay_ms / 1000.0, model), host, port, backlog=4096
     )
     print(f"fake upstream on http://{host}:{port}/v1 ({time.strftime('%X')})", flush=True)
     async with server:
@@ -154,6 +197,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=9001)
     parser.add_argument("--chunks", type=int, default=50)
     parser.add_argument("--delay-ms", type=float, default=0.0)
+    parser.add_argument("--model", default="fake", help="the model GET /v1/models lists")
     args = parser.parse_args()
     try:
         import uvloop
@@ -161,7 +205,7 @@ def main() -> None:
         uvloop.install()
     except ImportError:
         pass
-    asyncio.run(serve(args.host, args.port, args.chunks, args.delay_ms))
+    asyncio.run(serve(args.host, args.port, args.chunks, args.delay_ms, args.model))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 the gateway pinned to one core (issue 19: the one request path must cost no more).
 
     .venv/bin/python bench/path_cpu.py /path/to/tree_a /path/to/tree_b [rounds]
+        [--conc 8] [--only "chat json" ...]
 
 Each round starts a gateway from each tree in turn (A, B, A, B, …) in front of
 bench/fake_upstream.py (20-chunk streams) and measures, at 8 concurrent connections, the
@@ -12,6 +13,7 @@ the median per tree.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import statistics
 import subprocess
@@ -48,7 +50,9 @@ def scenarios(port: int) -> list[Scenario]:
     ]  # fmt: skip
 
 
-def measure(tree: Path, up_port: int, tmp: Path) -> dict[str, float]:
+def measure(
+    tree: Path, up_port: int, tmp: Path, conc: int = CONCURRENCY, only: list[str] | None = None
+) -> dict[str, float]:
     gw_port = free_port()
     config = tmp / f"gateway-{gw_port}.yaml"
     config.write_text(
@@ -74,9 +78,11 @@ models:
             time.sleep(0.05)
         pids = process_tree(gateway.pid)
         for scenario in scenarios(gw_port):
+            if only and scenario.name not in only:
+                continue
             marks: list[float] = []
             result = asyncio.run(
-                closed_loop("127.0.0.1", gw_port, scenario, CONCURRENCY, 1.0, 4.0,
+                closed_loop("127.0.0.1", gw_port, scenario, conc, 1.0, 4.0,
                             on_window=lambda start, m=marks: m.append(cpu_seconds(pids)))
             )  # fmt: skip
             if result.errors or not result.completed:
@@ -89,8 +95,14 @@ models:
 
 
 def main() -> None:
-    trees = [Path(sys.argv[1]), Path(sys.argv[2])]
-    rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 3
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("tree_a", type=Path)
+    parser.add_argument("tree_b", type=Path)
+    parser.add_argument("rounds", type=int, nargs="?", default=3)
+    parser.add_argument("--conc", type=int, default=CONCURRENCY, help="connections per cell")
+    parser.add_argument("--only", nargs="+", help='scenario names, e.g. "chat json"')
+    args = parser.parse_args()
+    trees, rounds = [args.tree_a, args.tree_b], args.rounds
     here = Path(__file__).resolve().parent
     up_port = free_port()
     upstream = subprocess.Popen(
@@ -103,7 +115,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             for n in range(rounds):
                 for i in (0, 1) if n % 2 == 0 else (1, 0):
-                    runs[i].append(measure(trees[i], up_port, Path(tmp)))
+                    runs[i].append(measure(trees[i], up_port, Path(tmp), args.conc, args.only))
                     cells = ", ".join(f"{k} {v:.0f}" for k, v in runs[i][-1].items())
                     print(f"round {n + 1} {'AB'[i]}: {cells} (µs CPU per answer)", flush=True)
     finally:

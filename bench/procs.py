@@ -192,7 +192,9 @@ def wait_answer(
     raise RuntimeError(f"{proc.name} gave no answer in {timeout:.0f} s:\n{proc.tail()}")
 
 
-def fake_upstream(port: int, chunks: int, delay_ms: float, logdir: Path) -> Proc:
+def fake_upstream(
+    port: int, chunks: int, delay_ms: float, logdir: Path, model: str = "fake"
+) -> Proc:
     return Proc(
         f"fake-upstream:{port}",
         [
@@ -204,6 +206,8 @@ def fake_upstream(port: int, chunks: int, delay_ms: float, logdir: Path) -> Proc
             str(chunks),
             "--delay-ms",
             str(delay_ms),
+            "--model",
+            model,
         ],
         logdir / f"fake-upstream-{port}.log",
     )

@@ -1,8 +1,9 @@
-"""The benchmark: direct, gateway, nginx (and LiteLLM with --litellm) in one run, one table.
+"""The benchmark: direct, gateway, nginx (LiteLLM with --litellm; vllm-router and SMG with
+--peers) in one run, one table.
 
-    bash bench/run.sh [--quick] [--litellm]     (see docs/performance.md)
+    bash bench/run.sh [--quick] [--litellm] [--peers]     (see docs/performance.md)
 
-Layout on the machine: the gateway (or nginx, or LiteLLM) alone on core 0, one worker; the
+Layout on the machine: the gateway (or a peer) alone on core 0, one worker; the
 fake upstreams, the load generator and this script on core 1. Everything on loopback.
 Results: bench/results/<time>.md and .json (and latest.md / latest.json).
 """
@@ -72,7 +73,7 @@ class Meter:
     """CPU time and RSS of a target's processes, sampled by the load generator's loop."""
 
     def __init__(self, target: targets.Target) -> None:
-        self.pids = target.proc.tree() if target.proc else []
+        self.pids = target.pids()
         self.cpu_marks: list[float] = []
         self.peak = 0
 
@@ -157,7 +158,7 @@ async def bench_target(
     first = target  # start-up and idle RSS are the first process's
     if target.proc is not None:
         await asyncio.sleep(0.5)
-        target.idle_rss = rss_bytes(target.proc.tree())
+        target.idle_rss = rss_bytes(target.pids())
     cells: dict[str, dict[str, dict]] = {}
     for name in SCENARIOS:
         if name.startswith("responses") and not target.responses:
@@ -177,7 +178,7 @@ async def bench_target(
     slow: dict[str, dict] = {}
     if not opts.no_slow:
         for label, count in (("many", opts.slow_many), ("huge", opts.slow_huge)):
-            if label == "huge" and target.name == "litellm":
+            if label == "huge" and (target.name == "litellm" or opts.no_huge):
                 continue  # minutes per run and it does not finish the smaller test either
             if label == "huge" and target.proc is not None:
                 # A fresh process: the upstream connections the earlier test left in its
@@ -270,8 +271,10 @@ async def main_async(opts: argparse.Namespace) -> dict:
     fast_port, slow_port = free_port(), free_port()
     opts.upstream_ports = (fast_port, slow_port)
     upstreams = [
-        fake_upstream(fast_port, 50, 0, logdir).start(pin(1)),
-        fake_upstream(slow_port, opts.slow_chunks, opts.slow_delay_ms, logdir).start(pin(1)),
+        fake_upstream(fast_port, 50, 0, logdir, targets.MODEL).start(pin(1)),
+        fake_upstream(
+            slow_port, opts.slow_chunks, opts.slow_delay_ms, logdir, targets.SLOW_MODEL
+        ).start(pin(1)),
     ]
     rows: dict[str, Any] = {}
     try:
@@ -328,7 +331,14 @@ def start(
             if binary is None
             else targets.start_litellm(binary, free_port(), fast, slow, logdir, pin(0))
         )
+    if name in ("vllm-router", "smg"):
+        if targets.ensure_peers() is None:
+            return None
+        return targets.start_peer(name, fast, slow, logdir, pin(0))
     raise ValueError(name)
+
+
+PEERS = ["vllm-router", "smg"]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -339,9 +349,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--litellm", action="store_true", help="add the LiteLLM row (installs it once)"
     )
+    parser.add_argument(
+        "--peers", action="store_true",
+        help="add the vllm-router 0.1.17 and SMG 1.13 rows (installs them once)",
+    )  # fmt: skip
     parser.add_argument("--no-nginx", action="store_true", help="leave out the nginx row")
-    parser.add_argument("--only", nargs="+", choices=["direct", "gateway", "nginx", "litellm"])
+    parser.add_argument(
+        "--only", nargs="+", choices=["direct", "gateway", "nginx", "litellm", *PEERS]
+    )
     parser.add_argument("--no-slow", action="store_true", help="leave out the slow-stream tests")
+    parser.add_argument(
+        "--no-huge", action="store_true", help="leave out the very many (10,000) slow streams"
+    )
     parser.add_argument("--conc", type=int, nargs="+", default=[1, 32, 256], help="concurrencies")
     parser.add_argument("--duration", dest="duration_arg", type=float, help="seconds per cell")
     parser.add_argument("--skip-scenarios", nargs="*", default=[], choices=SCENARIOS)
@@ -365,7 +384,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if opts.workers_check is None:
         opts.workers_check = 0 if opts.quick else 2
     default = ["direct", "gateway"] + ([] if opts.no_nginx else ["nginx"])
-    opts.targets = opts.only or default + (["litellm"] if opts.litellm else [])
+    extra = (PEERS if opts.peers else []) + (["litellm"] if opts.litellm else [])
+    opts.targets = opts.only or default + extra
     return opts
 
 

@@ -3,6 +3,7 @@
 #
 #   bash bench/run.sh            # full run: direct, gateway, nginx (~10 min)
 #   bash bench/run.sh --litellm  # plus LiteLLM (installed once into ~/.cache/gym-gateway)
+#   bash bench/run.sh --peers    # plus vllm-router 0.1.17 and SMG 1.13 (installed once)
 #   bash bench/run.sh --quick    # smoke run (~1 min)
 #
 # Creates .venv with the project when it is missing; nginx is installed with apt-get when

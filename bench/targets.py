@@ -1,5 +1,6 @@
 """What the load generator is pointed at: the fake upstream itself (direct), the gateway,
-nginx as a plain reverse proxy, and LiteLLM's proxy. Each target knows how to start, where
+nginx as a plain reverse proxy, LiteLLM's proxy, and the Rust replica routers vllm-router
+and SMG. Each target knows how to start, where
 its fast and slow routes are, and which processes to measure."""
 
 from __future__ import annotations
@@ -12,11 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
-from procs import ROOT, Proc, wait_answer
+from procs import ROOT, Proc, free_port, wait_answer
 
 CACHE = Path(os.environ.get("GYM_GATEWAY_CACHE", Path.home() / ".cache" / "gym-gateway"))
 LITELLM_VENV = CACHE / "litellm-venv"
 LITELLM_KEY = "sk-bench-0123456789"
+# vllm-router and SMG, installed as bench/rollout.sh installs them (bench/run.sh --peers)
+PEERS_VENV = CACHE / "bench-peers" / "venv"
+PEER_VERSIONS = {"vllm-router": "vllm-router==0.1.17", "smg": "smg==1.13.0"}
 MODEL = "bench-model"
 SLOW_MODEL = "bench-slow"
 
@@ -27,6 +31,9 @@ class Target:
     port: int  # fast routes (Chat, Responses)
     slow_port: int  # the slow-stream route
     proc: Proc | None = None  # None: nothing of ours to measure (direct)
+    # more processes of the same target (a peer router's second instance, for the slow
+    # route): measured with `proc`, stopped with it
+    more: list[Proc] = field(default_factory=list)
     responses: bool = True  # can serve /v1/responses
     headers: str = ""  # extra request header lines
     startup_s: float | None = None
@@ -34,8 +41,13 @@ class Target:
     notes: list[str] = field(default_factory=list)
 
     def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.stop()
+        for proc in [self.proc, *self.more]:
+            if proc is not None:
+                proc.stop()
+
+    def pids(self) -> list[int]:
+        """Every process of the target (all their threads count in CPU and RSS)."""
+        return [pid for proc in [self.proc, *self.more] if proc for pid in proc.tree()]
 
 
 def _probe_body(model: str = MODEL) -> bytes:
@@ -212,6 +224,61 @@ def start_litellm(binary: Path, port: int, fast: int, slow: int, logdir: Path, c
     target.startup_s = wait_answer(
         proc, port, "/v1/chat/completions", _probe_body(), headers, timeout=180
     )
+    return target
+
+
+# ---- vllm-router and SMG ------------------------------------------------------------------
+
+
+def ensure_peers() -> Path | None:
+    """The venv with vllm-router 0.1.17 and smg 1.13.0 (as bench/rollout.sh makes it)."""
+    if all((PEERS_VENV / "bin" / name).exists() for name in PEER_VERSIONS):
+        return PEERS_VENV
+    print(f"installing {', '.join(PEER_VERSIONS.values())} into {PEERS_VENV} (one time)")
+    PEERS_VENV.parent.mkdir(parents=True, exist_ok=True)
+    steps = (
+        [sys.executable, "-m", "venv", str(PEERS_VENV)],
+        [str(PEERS_VENV / "bin" / "pip"), "install", "-q", *PEER_VERSIONS.values()],
+    )
+    for cmd in steps:
+        if subprocess.run(cmd, check=False).returncode != 0:
+            print(f"`{' '.join(cmd)}` failed: the vllm-router and SMG rows are skipped")
+            return None
+    return PEERS_VENV
+
+
+def peer_argv(name: str, port: int, upstream: int, prometheus: int) -> list[str]:
+    """One router in front of one fake upstream, flags as in bench/rollout_routers.py: no
+    retries, no circuit breaker, no concurrency cap (the gateway has none either)."""
+    common = [
+        "--host", "127.0.0.1", "--port", str(port),
+        "--worker-urls", f"http://127.0.0.1:{upstream}", "--policy", "round_robin",
+        "--disable-retries", "--disable-circuit-breaker",
+        "--request-timeout-secs", "1800",
+        "--prometheus-host", "127.0.0.1", "--prometheus-port", str(prometheus),
+    ]  # fmt: skip
+    binary = str(PEERS_VENV / "bin" / name)
+    if name == "vllm-router":
+        return [binary, *common, "--max-concurrent-requests", "65536", "--log-level", "warning"]
+    return [binary, "launch", *common, "--max-concurrent-requests", "-1", "--log-level", "warn"]
+
+
+def start_peer(name: str, fast: int, slow: int, logdir: Path, cpu: str) -> Target:
+    """vllm-router or SMG: one process per upstream (round_robin over one worker each; the
+    gateway routes both by model in one process), both pinned to `cpu`. Both are tokio
+    programs whose worker-thread count follows the cores they may use: pinned to one core,
+    one worker thread each (plus a few idle helper threads), all counted."""
+    port, slow_port = free_port(), free_port()
+    procs = []
+    for suffix, listen, upstream in (("", port, fast), ("-slow", slow_port, slow)):
+        argv = peer_argv(name, listen, upstream, free_port())
+        procs.append(Proc(f"{name}{suffix}", argv, logdir / f"{name}{suffix}-{listen}.log"))
+        procs[-1].start(cpu)
+    target = Target(name, port, slow_port, procs[0], responses=False, more=procs[1:])
+    # SMG finds its workers' models in the background: the first 200 may take seconds
+    for proc, listen, model in zip(procs, (port, slow_port), (MODEL, SLOW_MODEL), strict=True):
+        seconds = wait_answer(proc, listen, "/v1/chat/completions", _probe_body(model), timeout=60)
+        target.startup_s = seconds if target.startup_s is None else target.startup_s
     return target
 
 

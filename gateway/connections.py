@@ -146,6 +146,57 @@ class _LingeringTransport:
         return getattr(self._real, name)
 
 
+class _HeadWithBody:
+    """The request's transport as its response cycle sees it: the status line and headers
+    are held back until the first body write and go out with it in one `write()`, so a JSON
+    answer costs one system call instead of two. If no body write follows in the same turn
+    of the event loop (a stream waiting for its first chunk, a 100 Continue), the held bytes
+    go out on the next turn by themselves, as before."""
+
+    __slots__ = ("_cycle", "_held", "_loop", "_real")
+
+    # Past this size a body is written after the head rather than copied behind it.
+    MERGE_MAX = 64 * 1024
+
+    def __init__(self, real: Any, cycle: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self._real = real
+        self._cycle = cycle
+        self._loop = loop
+        self._held: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        held = self._held
+        if held is None:
+            self._held = data
+            self._loop.call_soon(self._flush)
+            return
+        self._held = None
+        self._cycle.transport = self._real  # later writes go straight to the connection
+        if len(data) <= self.MERGE_MAX:
+            self._real.write(held + data)
+        else:
+            self._real.write(held)
+            self._real.write(data)
+
+    def _flush(self) -> None:
+        held = self._held
+        if held is not None:
+            self._held = None
+            self._cycle.transport = self._real
+            if not self._real.is_closing():
+                self._real.write(held)
+
+    def close(self) -> None:
+        self._flush()
+        self._real.close()
+
+    def is_closing(self) -> bool:
+        return self._real.is_closing()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
 class GatewayHttpProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with header/body timeouts, a connection cap with
     eviction, and lingering close."""
@@ -237,10 +288,14 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             if self._drain_left < 0:
                 self._close_now()
                 return
-        elif self._timer is None and not self._in_request:
-            # the first byte of the next request on a kept-alive connection
-            self._arm("header", LIMITS.header_timeout_s)
         super().data_received(data)
+        # A timer only for what is still incomplete after this read: a request that came
+        # whole (the usual case) arms none, instead of a header and a body timer per request.
+        if self._timer is None and not self._draining:
+            if self._in_request:
+                self._arm("body", LIMITS.body_timeout_s)
+            elif self._request_begun:  # the next request's head, in part
+                self._arm("header", LIMITS.header_timeout_s)
 
     def on_message_begin(self) -> None:
         self._request_begun = True
@@ -250,7 +305,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         # the WebSocket protocol takes the connection over, with timeouts of its own
         _WAITING.pop(self, None)
         self._disarm()
-        self._in_request = False
+        self._in_request = self._request_begun = False
         super().handle_websocket_upgrade()
 
     def on_headers_complete(self) -> None:
@@ -261,8 +316,11 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             return
         self._in_request = True
         self._last_read = self.loop.time()
-        self._arm("body", LIMITS.body_timeout_s)
+        if self._timer_kind == "header":
+            self._disarm()  # the body timer, if the body is not all here, after this read
         super().on_headers_complete()
+        cycle = self.cycle
+        cycle.transport = _HeadWithBody(cycle.transport, cycle, self.loop)  # type: ignore[assignment]
 
     def on_body(self, body: bytes) -> None:
         self._last_read = self.loop.time()
