@@ -45,6 +45,8 @@ def scenarios(port: int) -> list[Scenario]:
         Scenario("chat stream", req("/v1/chat/completions", {**chat, "stream": True}),
                  stream=True, done_marker=b"[DONE]", error_marker=b'data: {"error"'),
         Scenario("responses json", req("/v1/responses", responses)),
+        # `store` defaults to true (issue 21): the line above pays the SQLite write
+        Scenario("responses json unstored", req("/v1/responses", {**responses, "store": False})),
         Scenario("responses stream", req("/v1/responses", {**responses, "stream": True}),
                  stream=True, done_marker=b"response.completed", error_marker=b"event: error"),
     ]  # fmt: skip
