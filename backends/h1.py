@@ -303,13 +303,8 @@ class H1Response:
 
     # -- what the connection feeds in ------------------------------------------------------
     def feed(self, data: bytes) -> None:
-        sink = self._sink
-        if sink is not None:
-            self._last = self._loop.time()
-            if sink(data):
-                self._sink = None
-                self._stop = True
-                self._wake()
+        if self._sink is not None:  # pushed once the whole network read is parsed (flush)
+            self._chunks.append(data)
             return
         self._chunks.append(data)
         self._size += len(data)
@@ -317,6 +312,21 @@ class H1Response:
             self._paused = True
             self._conn.transport.pause_reading()  # type: ignore[union-attr]
         self._wake()
+
+    def flush(self) -> None:
+        """Push mode, after each network read: its body pieces to the sink, in one call (a
+        fast upstream's read holds many HTTP chunks: one client write for them all)."""
+        sink = self._sink
+        chunks = self._chunks
+        if sink is None or not chunks:
+            return
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
+        self._last = self._loop.time()
+        if sink(data):
+            self._sink = None
+            self._stop = True
+            self._wake()
 
     def fail(self, error: BaseException) -> None:
         if self._error is None:
@@ -357,6 +367,8 @@ class _Conn(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             response.fail(InvalidResponse(str(exc) or "unparseable answer"))
             self.drop()
+        if response._sink is not None:
+            response.flush()
 
     def eof_received(self) -> bool:
         return False  # close our side too; connection_lost follows

@@ -707,12 +707,12 @@ class UpstreamSSE(ChatStream):
         return isinstance(self._response, H1Response) and not self._parser_used
 
     async def push(
-        self, deliver: Callable[[list[Any]], bool], drain: Callable[[], Awaitable[None]]
+        self, deliver: Callable[[list[Any]], None], drain: Callable[[], Awaitable[None]]
     ) -> None:
         """Push mode, instead of iterating: each network read's payloads go to `deliver`
         from the upstream connection's data callback (checked, transformed and limited as
-        when iterating; no task wake-up per chunk). `deliver` returns True when its client
-        is full: reading the upstream pauses until `drain()` returns. Returns when the
+        when iterating; no task wake-up per chunk). When the client is full, the caller
+        calls hold(): reading the upstream pauses until `drain()` returns. Returns when the
         upstream ended; raises StreamBroken as iteration does. The caller then aclose()s."""
         response = self._response
         assert isinstance(response, H1Response)
@@ -723,8 +723,8 @@ class UpstreamSSE(ChatStream):
         def sink(chunk: bytes) -> bool:
             try:
                 payloads, broken = take(chunk)
-                if payloads and deliver(payloads):
-                    response.hold()
+                if payloads:
+                    deliver(payloads)
             except Exception as exc:  # the relay's own failure: raised in the task below
                 failure.append(exc)
                 return True
@@ -741,6 +741,11 @@ class UpstreamSSE(ChatStream):
         if failure:
             raise failure[0]
         self._finished = True  # [DONE], or EOF without it (the caller judges, as above)
+
+    def hold(self) -> None:
+        """Push mode: pause reading the upstream until push()'s drain returns."""
+        if isinstance(self._response, H1Response):
+            self._response.hold()
 
     def __aiter__(self) -> AsyncIterator[list[Any]]:
         self._parser_used = True

@@ -278,23 +278,25 @@ class Relay:
         return bool(getattr(self.stream, "pushable", False)) and self._frames is None
 
     async def push(self, cycle: Any, send: Send) -> None:
-        """Push mode (issue 22): each upstream read is framed and written to the client's
-        transport from the upstream connection's data callback, through the encoder as when
-        iterating: no async generators, queue or task wake-up per chunk. The request's task
-        wakes only at the end, on an error, or to wait for a full client to drain (reading
-        the upstream pauses meanwhile). End and error frames as `_relay_pull`'s."""
+        """Push mode (issue 22): each upstream read is framed through the encoder from the
+        upstream connection's data callback, and what one turn of the event loop framed
+        goes to the client's transport in one write (as iterating batched it: a fast
+        upstream's reads coalesce). No async generators or task wake-up per chunk: the
+        request's task wakes only at the end, on an error, or to wait for a full client to
+        drain (reading the upstream pauses meanwhile). End and error frames as
+        `_relay_pull`'s."""
         stream, encoder, ctx = self.stream, self.encoder, self.ctx
-        flow = cycle.flow
-        chunked = bool(cycle.chunked_encoding)
-        feed = encoder.feed
+        writer = _ClientWriter(cycle, stream)
+        feed, add = encoder.feed, writer.add
 
-        def deliver(batch: list[Any]) -> bool:
+        def deliver(batch: list[Any]) -> None:
             if ctx.first_token is None:
                 ctx.first_token = time.perf_counter()
             out = feed(batch)
-            if out and not cycle.disconnected:
-                cycle.transport.write(b"%x\r\n%b\r\n" % (len(out), out) if chunked else out)
-            return flow.write_paused and not cycle.disconnected
+            if out:
+                add(out)
+
+        flow = cycle.flow
 
         async def drain() -> None:
             if flow.write_paused and not cycle.disconnected:
@@ -315,8 +317,43 @@ class Relay:
             ctx.error_code = "internal"
             tail = encoder.crash()
         finally:
+            writer.flush()  # what this turn framed goes before the end frames
             await stream.aclose()
         await send({"type": "http.response.body", "body": tail, "more_body": False})
+
+
+class _ClientWriter:
+    """Push mode's writes to the client: the frames of one event-loop turn in one write
+    (a call_soon per turn with output, not per upstream read); a full client transport
+    pauses the upstream (`stream.hold()`) until Relay.push's drain."""
+
+    __slots__ = ("chunked", "cycle", "flow", "loop", "parts", "stream")
+
+    def __init__(self, cycle: Any, stream: Any) -> None:
+        self.cycle = cycle
+        self.stream = stream
+        self.flow = cycle.flow
+        self.chunked = bool(cycle.chunked_encoding)
+        self.loop = asyncio.get_running_loop()
+        self.parts: list[bytes] = []
+
+    def add(self, out: bytes) -> None:
+        if not self.parts:
+            self.loop.call_soon(self.flush)
+        self.parts.append(out)
+
+    def flush(self) -> None:
+        parts = self.parts
+        if not parts:
+            return
+        out = parts[0] if len(parts) == 1 else b"".join(parts)
+        parts.clear()
+        cycle = self.cycle
+        if cycle.disconnected:
+            return
+        cycle.transport.write(b"%x\r\n%b\r\n" % (len(out), out) if self.chunked else out)
+        if self.flow.write_paused:
+            self.stream.hold()
 
 
 def relay(stream: ChatStream, encoder: Encoder, ctx: RequestContext) -> Relay:
