@@ -241,6 +241,19 @@ class H1Response:
         finally:
             self._sink = None
 
+    async def settle(self, timeout: float) -> None:
+        """Wait up to `timeout` for the body to end (the reader stopped early at a marker);
+        whether it ended is `complete`. Never raises for the upstream's faults."""
+        if self.complete or self._error is not None:
+            return
+        self._limit = HIGH_WATER  # nothing more is wanted: pause reading past this
+        try:
+            async with asyncio.timeout(timeout):
+                while not self.complete and self._error is None:
+                    await self._wait(None)
+        except (TimeoutError, H1Error, OSError):
+            pass
+
     def hold(self) -> None:
         """From a push sink: stop reading the upstream until the consumer drains."""
         if not self._hold:

@@ -573,6 +573,11 @@ def _event_problem(data: bytes) -> str | None:
     return None
 
 
+# Push mode: how long the end of an HTTP body may trail `data: [DONE]` for the connection to
+# be kept (engines send the body's last chunk in a write of its own, a moment later).
+SETTLE_AFTER_DONE_S = 1.0
+
+
 class UpstreamSSE(ChatStream):
     """Chat chunks from an upstream SSE answer; closing early drops the upstream connection,
     which makes vLLM and SGLang abort the request and free its slot."""
@@ -599,6 +604,7 @@ class UpstreamSSE(ChatStream):
         self.saw_done = False
         self._parser = SSEParser(max_event_bytes)
         self._parser_used = False  # iterated or pushed: the other way is no longer possible
+        self._pushed = False
         # the driver's per-chunk transform, applied here rather than by a TransformedStream
         # around this one: an async-generator layer less on every relayed chunk
         self.transform: Callable[[bytes], bytes] | None = None
@@ -716,7 +722,7 @@ class UpstreamSSE(ChatStream):
         upstream ended; raises StreamBroken as iteration does. The caller then aclose()s."""
         response = self._response
         assert isinstance(response, H1Response)
-        self._parser_used = True
+        self._parser_used = self._pushed = True
         failure: list[BaseException] = []
         take = self._take
 
@@ -758,7 +764,16 @@ class UpstreamSSE(ChatStream):
         self._replica.in_flight -= 1
         self._upstream.pool.release()
         if self._finished:
-            self._response.release()
+            response = self._response
+            if self._parser_used and isinstance(response, H1Response) and self._pushed:
+                # [DONE] came, the body's last chunk may still be on its way: waited for
+                # (the client has its end frames already), the connection stays reusable
+                try:
+                    await response.settle(SETTLE_AFTER_DONE_S)
+                except BaseException:
+                    response.close()
+                    raise
+            response.release()
         else:
             # Closing the connection is what tells the engine to abort the request.
             with contextlib.suppress(Exception):

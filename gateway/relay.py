@@ -302,24 +302,29 @@ class Relay:
             if flow.write_paused and not cycle.disconnected:
                 await flow.drain()
 
-        tail = b""
         try:
-            head = encoder.start()
-            if head:
-                await send({"type": "http.response.body", "body": head, "more_body": True})
-            await stream.push(deliver, drain)  # type: ignore[attr-defined]
-            tail = encoder.end(stream)
-        except GatewayError as exc:
-            log.warning("%s on route %s broke: %s", encoder.label, ctx.route_name, exc.message)
-            tail = encoder.fail(exc)
-        except Exception:
-            log.exception("%s on route %s failed inside the gateway", encoder.label, ctx.route_name)
-            ctx.error_code = "internal"
-            tail = encoder.crash()
-        finally:
+            try:
+                head = encoder.start()
+                if head:
+                    await send({"type": "http.response.body", "body": head, "more_body": True})
+                await stream.push(deliver, drain)  # type: ignore[attr-defined]
+                tail = encoder.end(stream)
+            except GatewayError as exc:
+                log.warning("%s on route %s broke: %s", encoder.label, ctx.route_name, exc.message)
+                tail = encoder.fail(exc)
+            except Exception:
+                log.exception(
+                    "%s on route %s failed inside the gateway", encoder.label, ctx.route_name
+                )
+                ctx.error_code = "internal"
+                tail = encoder.crash()
             writer.flush()  # what this turn framed goes before the end frames
+            await send({"type": "http.response.body", "body": tail, "more_body": False})
+        except BaseException:  # the client left: the upstream is dropped at once
             await stream.aclose()
-        await send({"type": "http.response.body", "body": tail, "more_body": False})
+            raise
+        # else SSEResponse closes the stream once it stopped watching for a disconnect (with
+        # the answer complete, uvicorn reports one): closing may wait for the body's end
 
 
 class _ClientWriter:
