@@ -592,7 +592,6 @@ class UpstreamSSE(ChatStream):
         max_event_bytes: int = DEFAULT_LIMITS.event_bytes,
     ) -> None:
         self._response = response
-        self._max_event_bytes = max_event_bytes
         self._upstream = upstream
         self._replica = replica
         self._control = control
