@@ -209,9 +209,10 @@ class H1Response:
         if self._paused:
             self._resume()
         chunks = self._chunks
-        while chunks and not self._stop:  # what arrived before push mode began
-            self._stop = sink(chunks.pop(0))
-        chunks.clear()
+        if chunks:  # what arrived before push mode began (a fast answer: all of it), at once
+            data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            chunks.clear()
+            self._stop = sink(data)
         self._size = 0
         self._sink = None if self._stop else sink
         try:

@@ -708,8 +708,10 @@ class UpstreamSSE(ChatStream):
 
     @property
     def pushable(self) -> bool:
-        """push() is possible: the answer comes through backends/h1.py, not yet read."""
-        return isinstance(self._response, H1Response) and not self._parser_used
+        """push() is possible and worth it: the answer comes through backends/h1.py, not yet
+        read, and not already whole (then iterating reads it in one go, with no wake-ups)."""
+        response = self._response
+        return isinstance(response, H1Response) and not self._parser_used and not response.complete
 
     async def push(
         self, deliver: Callable[[list[Any]], None], drain: Callable[[], Awaitable[None]]
