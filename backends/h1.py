@@ -12,7 +12,7 @@ https origins (OpenAI, Gemini) and everything off the hot path still use aiohttp
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -98,9 +98,9 @@ class H1Response:
     wait for bytes is bounded by `idle` seconds and by the request's `deadline` (loop time)."""
 
     __slots__ = (
-        "_chunks", "_conn", "_error", "_headers", "_limit", "_loop", "_paused", "_size",
-        "_waiter", "complete", "deadline", "headers_done", "idle", "keep_alive", "raw_headers",
-        "status", "until_close",
+        "_chunks", "_conn", "_error", "_headers", "_hold", "_last", "_limit", "_loop", "_paused",
+        "_sink", "_size", "_stop", "_waiter", "complete", "deadline", "headers_done", "idle",
+        "keep_alive", "raw_headers", "status", "until_close",
     )  # fmt: skip
 
     def __init__(
@@ -127,6 +127,11 @@ class H1Response:
         self._paused = False
         self._error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
+        # push mode (push()): pieces go to the sink from the data callback, unbuffered
+        self._sink: Callable[[bytes], bool] | None = None
+        self._stop = False  # the sink asked for no more
+        self._hold = False  # the sink's consumer is full: reading paused until it drains
+        self._last = 0.0  # loop time of the last piece pushed (the idle timeout's clock)
 
     # -- what the reader sees ------------------------------------------------------------
     @property
@@ -190,6 +195,77 @@ class H1Response:
                 return b""
             await self._wait(None)
 
+    async def push(
+        self, sink: Callable[[bytes], bool], drain: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Push mode: each piece of the body goes to `sink` from the connection's data
+        callback as it arrives (no buffering, no task wake-up per piece); `sink(b"")` once
+        at the end of the body. Returns when the body ended or `sink` returned True (no
+        more wanted). The sink's consumer calls hold() when it is full: reading pauses until
+        `drain()` returns. Timeouts as for the pull reads: `idle` between pieces, `deadline`."""
+        loop = self._loop
+        self._last = loop.time()
+        self._limit = None  # nothing is buffered: back-pressure is hold()'s
+        if self._paused:
+            self._resume()
+        chunks = self._chunks
+        if chunks:  # what arrived before push mode began (a fast answer: all of it), at once
+            data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            chunks.clear()
+            self._stop = sink(data)
+        self._size = 0
+        self._sink = None if self._stop else sink
+        try:
+            while not self._stop:
+                if self.complete:
+                    self._stop = True
+                    sink(b"")
+                    return
+                if self._hold:
+                    await drain()
+                    self._hold = False
+                    if self._paused:
+                        self._resume()
+                    continue
+                idle = self.idle
+                try:
+                    await self._wait(None if idle is None else idle - (loop.time() - self._last))
+                except TimeoutError:
+                    now = loop.time()
+                    if (
+                        idle is not None
+                        and now - self._last < idle
+                        and (self.deadline is None or now < self.deadline)
+                    ):
+                        continue  # pieces came since the timer was set: wait out the rest
+                    raise
+        finally:
+            self._sink = None
+
+    async def settle(self, timeout: float) -> None:
+        """Wait up to `timeout` for the body to end (the reader stopped early at a marker);
+        whether it ended is `complete`. Never raises for the upstream's faults."""
+        if self.complete or self._error is not None:
+            return
+        self._limit = HIGH_WATER  # nothing more is wanted: pause reading past this
+        try:
+            async with asyncio.timeout(timeout):
+                while not self.complete and self._error is None:
+                    await self._wait(None)
+        except (TimeoutError, H1Error, OSError):
+            pass
+
+    def hold(self) -> None:
+        """From a push sink: stop reading the upstream until the consumer drains."""
+        if not self._hold:
+            self._hold = True
+            if not self._paused:
+                self._paused = True
+                transport = self._conn.transport
+                if transport is not None and not transport.is_closing():
+                    transport.pause_reading()
+            self._wake()
+
     def release(self) -> None:
         """Done with the answer: its connection goes back to the pool if it can be reused."""
         reusable = self.complete and self.keep_alive and self._error is None
@@ -241,12 +317,30 @@ class H1Response:
 
     # -- what the connection feeds in ------------------------------------------------------
     def feed(self, data: bytes) -> None:
+        if self._sink is not None:  # pushed once the whole network read is parsed (flush)
+            self._chunks.append(data)
+            return
         self._chunks.append(data)
         self._size += len(data)
         if self._limit is not None and self._size > self._limit and not self._paused:
             self._paused = True
             self._conn.transport.pause_reading()  # type: ignore[union-attr]
         self._wake()
+
+    def flush(self) -> None:
+        """Push mode, after each network read: its body pieces to the sink, in one call (a
+        fast upstream's read holds many HTTP chunks: one client write for them all)."""
+        sink = self._sink
+        chunks = self._chunks
+        if sink is None or not chunks:
+            return
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
+        self._last = self._loop.time()
+        if sink(data):
+            self._sink = None
+            self._stop = True
+            self._wake()
 
     def fail(self, error: BaseException) -> None:
         if self._error is None:
@@ -287,6 +381,8 @@ class _Conn(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             response.fail(InvalidResponse(str(exc) or "unparseable answer"))
             self.drop()
+        if response._sink is not None:
+            response.flush()
 
     def eof_received(self) -> bool:
         return False  # close our side too; connection_lost follows

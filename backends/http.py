@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import sys
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -573,6 +573,11 @@ def _event_problem(data: bytes) -> str | None:
     return None
 
 
+# Push mode: how long the end of an HTTP body may trail `data: [DONE]` for the connection to
+# be kept (engines send the body's last chunk in a write of its own, a moment later).
+SETTLE_AFTER_DONE_S = 1.0
+
+
 class UpstreamSSE(ChatStream):
     """Chat chunks from an upstream SSE answer; closing early drops the upstream connection,
     which makes vLLM and SGLang abort the request and free its slot."""
@@ -587,7 +592,6 @@ class UpstreamSSE(ChatStream):
         max_event_bytes: int = DEFAULT_LIMITS.event_bytes,
     ) -> None:
         self._response = response
-        self._max_event_bytes = max_event_bytes
         self._upstream = upstream
         self._replica = replica
         self._control = control
@@ -597,6 +601,9 @@ class UpstreamSSE(ChatStream):
         self._released = False
         self._aborted = False
         self.saw_done = False
+        self._parser = SSEParser(max_event_bytes)
+        self._parser_used = False  # iterated or pushed: the other way is no longer possible
+        self._pushed = False
         # the driver's per-chunk transform, applied here rather than by a TransformedStream
         # around this one: an async-generator layer less on every relayed chunk
         self.transform: Callable[[bytes], bytes] | None = None
@@ -606,91 +613,149 @@ class UpstreamSSE(ChatStream):
         with contextlib.suppress(Exception):
             self._response.close()
 
-    async def _events(self) -> AsyncIterator[list[Any]]:
-        describe = self._upstream.describe(self._replica)
+    def _take(self, chunk: bytes) -> tuple[list[Any], StreamBroken | None]:
+        """One network read (b"": the end of the body) in: the payloads to relay, and the
+        break when the stream broke there. Sets `saw_done` at `[DONE]`."""
+        parser = self._parser
         named = self._named_events
         transform = self.transform
+        broken: StreamBroken | None = None
+        try:
+            if chunk:
+                batch = parser.feed(chunk)
+            else:  # end of the body: a partial event left is passed on too
+                tail = parser.close()
+                batch = [tail] if tail is not None else []
+        except EventTooLarge as exc:  # nothing of that event is relayed
+            batch = exc.events
+            broken = StreamBroken(
+                502, f"{self._describe()} sent an SSE event of more than {exc.limit} bytes "
+                "(the gateway's limit, server.upstream_max_event_bytes)",
+                code="upstream_too_large",
+            )  # fmt: skip
+        payloads: list[Any] = []
+        for event in batch:
+            data = event.data
+            if data == DONE:
+                self._finished = self.saw_done = True
+                break
+            # The checks, on bytes: a compact ASCII JSON object whose `choices` is a list
+            # passes with two slices and two scans (the usual chunk); anything else takes
+            # the full check. An event with no `choices` may be an upstream error quoting a
+            # key: it is redacted.
+            problem = None
+            if data[:1] == b"{" and data[-1:] == b"}" and data.isascii():
+                at = data.find(b'"choices":')
+                if at < 0 and (not named or b'"error' in data):
+                    data = event.data = redact_bytes(data)
+                elif data[at + 10 : at + 11] != b"[" and not named:
+                    problem = chunk_problem(data)
+            else:
+                problem = _event_problem(data) if named else chunk_problem(data)
+                if problem is None and b'"choices":' not in data:
+                    data = event.data = redact_bytes(data)
+            if problem is not None and not chunk:  # the partial event at the end
+                broken = StreamBroken(
+                    502, f"{self._describe()} ended the stream inside an event",
+                    code="upstream_truncated",
+                )  # fmt: skip
+                break
+            if problem is not None:
+                broken = StreamBroken(
+                    502, f"{self._describe()} sent a stream event that {problem}",
+                    code="upstream_invalid",
+                )  # fmt: skip
+                break
+            if named:
+                payloads.append(event)
+            elif transform is None:
+                payloads.append(data)
+            else:
+                payloads.append(transform(data))
+        return payloads, broken
+
+    def _describe(self) -> str:
+        return self._upstream.describe(self._replica)
+
+    def _transport_broken(self, exc: BaseException) -> StreamBroken:
+        aborted = self._aborted and not isinstance(exc, TimeoutError)
+        error = _aborted() if aborted else transport_error(exc, self._describe(), "stream")
+        return StreamBroken(error.status, error.message, code=error.code)
+
+    async def _events(self) -> AsyncIterator[list[Any]]:
         try:
             with self._control.abortable(self._abort):
-                # readany() + parser.feed() inline, not iter_sse(content.iter_any()): two
+                # readany() + _take() inline, not iter_sse(content.iter_any()): two
                 # async-generator layers less on every chunk of every stream.
                 read = self._response.content.readany
-                parser = SSEParser(self._max_event_bytes)
+                take = self._take
                 while True:
                     chunk = await read()
-                    broken: StreamBroken | None = None
-                    try:
-                        if chunk:
-                            batch = parser.feed(chunk)
-                        else:  # end of the body: a partial event left is passed on too
-                            tail = parser.close()
-                            batch = [tail] if tail is not None else []
-                    except EventTooLarge as exc:  # nothing of that event is relayed
-                        batch = exc.events
-                        broken = StreamBroken(
-                            502, f"{describe} sent an SSE event of more than {exc.limit} bytes "
-                            "(the gateway's limit, server.upstream_max_event_bytes)",
-                            code="upstream_too_large",
-                        )  # fmt: skip
-                    payloads: list[Any] = []
-                    for event in batch:
-                        data = event.data
-                        if data == DONE:
-                            self._finished = True
-                            break
-                        # The checks, on bytes: a compact ASCII JSON object whose `choices`
-                        # is a list passes with two slices and two scans (the usual chunk);
-                        # anything else takes the full check. An event with no `choices` may
-                        # be an upstream error quoting a key: it is redacted.
-                        problem = None
-                        if data[:1] == b"{" and data[-1:] == b"}" and data.isascii():
-                            at = data.find(b'"choices":')
-                            if at < 0 and (not named or b'"error' in data):
-                                data = event.data = redact_bytes(data)
-                            elif data[at + 10 : at + 11] != b"[" and not named:
-                                problem = chunk_problem(data)
-                        else:
-                            problem = _event_problem(data) if named else chunk_problem(data)
-                            if problem is None and b'"choices":' not in data:
-                                data = event.data = redact_bytes(data)
-                        if problem is not None and not chunk:  # the partial event at the end
-                            broken = StreamBroken(
-                                502, f"{describe} ended the stream inside an event",
-                                code="upstream_truncated",
-                            )  # fmt: skip
-                            break
-                        if problem is not None:
-                            broken = StreamBroken(
-                                502, f"{describe} sent a stream event that {problem}",
-                                code="upstream_invalid",
-                            )  # fmt: skip
-                            break
-                        if named:
-                            payloads.append(event)
-                        elif transform is None:
-                            payloads.append(data)
-                        else:
-                            payloads.append(transform(data))
+                    payloads, broken = take(chunk)
                     if payloads:
                         yield payloads
                     if broken is not None:
                         raise broken
-                    if self._finished:
-                        self.saw_done = True
-                        return
-                    if not chunk:
+                    if self._finished or not chunk:
                         break
             # EOF without [DONE]: the HTTP body ended cleanly (transformers serve never sends
             # [DONE]); the caller judges from the chunks whether the answer was complete.
             self._finished = True
         except client_errors() as exc:  # TimeoutError included: it is an OSError
-            aborted = self._aborted and not isinstance(exc, TimeoutError)
-            error = _aborted() if aborted else transport_error(exc, describe, "stream")
-            raise StreamBroken(error.status, error.message, code=error.code) from None
+            raise self._transport_broken(exc) from None
         finally:
             await self.aclose()
 
+    @property
+    def pushable(self) -> bool:
+        """push() is possible and worth it: the answer comes through backends/h1.py, not yet
+        read, and not already whole (then iterating reads it in one go, with no wake-ups)."""
+        response = self._response
+        return isinstance(response, H1Response) and not self._parser_used and not response.complete
+
+    async def push(
+        self, deliver: Callable[[list[Any]], None], drain: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Push mode, instead of iterating: each network read's payloads go to `deliver`
+        from the upstream connection's data callback (checked, transformed and limited as
+        when iterating; no task wake-up per chunk). When the client is full, the caller
+        calls hold(): reading the upstream pauses until `drain()` returns. Returns when the
+        upstream ended; raises StreamBroken as iteration does. The caller then aclose()s."""
+        response = self._response
+        assert isinstance(response, H1Response)
+        self._parser_used = self._pushed = True
+        failure: list[BaseException] = []
+        take = self._take
+
+        def sink(chunk: bytes) -> bool:
+            try:
+                payloads, broken = take(chunk)
+                if payloads:
+                    deliver(payloads)
+            except Exception as exc:  # the relay's own failure: raised in the task below
+                failure.append(exc)
+                return True
+            if broken is not None:
+                failure.append(broken)
+                return True
+            return self._finished
+
+        try:
+            with self._control.abortable(self._abort):
+                await response.push(sink, drain)
+        except client_errors() as exc:
+            raise self._transport_broken(exc) from None
+        if failure:
+            raise failure[0]
+        self._finished = True  # [DONE], or EOF without it (the caller judges, as above)
+
+    def hold(self) -> None:
+        """Push mode: pause reading the upstream until push()'s drain returns."""
+        if isinstance(self._response, H1Response):
+            self._response.hold()
+
     def __aiter__(self) -> AsyncIterator[list[Any]]:
+        self._parser_used = True
         return self._events()
 
     async def aclose(self) -> None:
@@ -700,7 +765,16 @@ class UpstreamSSE(ChatStream):
         self._replica.in_flight -= 1
         self._upstream.pool.release()
         if self._finished:
-            self._response.release()
+            response = self._response
+            if self._parser_used and isinstance(response, H1Response) and self._pushed:
+                # [DONE] came, the body's last chunk may still be on its way: waited for
+                # (the client has its end frames already), the connection stays reusable
+                try:
+                    await response.settle(SETTLE_AFTER_DONE_S)
+                except BaseException:
+                    response.close()
+                    raise
+            response.release()
         else:
             # Closing the connection is what tells the engine to abort the request.
             with contextlib.suppress(Exception):

@@ -3,7 +3,7 @@ pinned to the same core, alternating short cells (A, B, B, A, …): on a shared 
 speed moves within minutes, the pairs see the same minute, so the paired ratio is the figure.
 
     .venv/bin/python bench/ab_cpu.py /path/to/tree_a /path/to/tree_b [--pairs 12]
-        [--conc 32] [--seconds 1.5] [--only "chat json" "chat stream"]
+        [--conc 32] [--seconds 1.5] [--only "chat json" "chat stream"] [--delay-ms 0]
 
 Layout as bench/run.py: both gateways on core 0, the fake upstream and this script on
 core 1. Prints each pair, then per scenario the median CPU µs per answer of A and of B and
@@ -79,6 +79,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=1.5)
     parser.add_argument("--only", nargs="+", default=["chat json", "chat stream"])
     parser.add_argument("--request-log", action="store_true", help="as `serve` by default")
+    parser.add_argument(
+        "--delay-ms", type=float, default=0.0,
+        help="the fake upstream's gap between stream chunks (slow streams: one chunk a read)",
+    )  # fmt: skip
     args = parser.parse_args()
     if (os.cpu_count() or 1) >= 2:
         os.sched_setaffinity(0, {1})
@@ -86,7 +90,7 @@ def main() -> None:
     up_port = free_port()
     upstream = subprocess.Popen(
         [sys.executable, str(here / "fake_upstream.py"), "--port", str(up_port),
-         "--chunks", "20"], stdout=subprocess.DEVNULL,
+         "--chunks", "20", "--delay-ms", str(args.delay_ms)], stdout=subprocess.DEVNULL,
     )  # fmt: skip
     procs: list[tuple[subprocess.Popen, int]] = []
     got: dict[str, tuple[list[float], list[float]]] = {n: ([], []) for n in args.only}

@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import logging
 import resource
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -37,6 +38,9 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 log = logging.getLogger("gateway.connections")
+
+# The scope key under which a request's response cycle is found (gateway/relay.py).
+CYCLE_KEY = "gateway.cycle"
 
 # Descriptors kept for everything but client connections when max_connections is automatic.
 RESERVED_DESCRIPTORS = 256
@@ -321,6 +325,8 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         super().on_headers_complete()
         cycle = self.cycle
         cycle.transport = _HeadWithBody(cycle.transport, cycle, self.loop)  # type: ignore[assignment]
+        # for gateway/relay.py's push mode (a weak reference: the cycle holds the scope)
+        self.scope[CYCLE_KEY] = weakref.ref(cycle)  # type: ignore[literal-required]
 
     def on_body(self, body: bytes) -> None:
         self._last_read = self.loop.time()

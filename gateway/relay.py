@@ -14,6 +14,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from backends.base import ChatStream
+from gateway.connections import CYCLE_KEY
 from gateway.context import RequestContext
 from gateway.errors import GatewayError
 from gateway.request_io import json_response
@@ -91,6 +92,13 @@ async def until_disconnect(receive: Receive, work: Awaitable[T]) -> T:
         watch.stop()
 
 
+def client_cycle(scope: Scope) -> Any:
+    """The request's uvicorn response cycle, when gateway/connections.py's protocol serves
+    it (push mode writes body chunks to its transport; None: send() only)."""
+    ref = scope.get(CYCLE_KEY)
+    return None if ref is None else ref()
+
+
 class SSEResponse(Response):
     """A text/event-stream answer from an async iterator of bytes, ended early (closing the
     upstream) when the client disconnects.
@@ -113,6 +121,12 @@ class SSEResponse(Response):
         watch = _DisconnectWatch(receive)
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            body = self.body_iterator
+            if isinstance(body, Relay) and body.can_push():
+                cycle = client_cycle(scope)
+                if cycle is not None and cycle.response_started and not cycle.disconnected:
+                    await body.push(cycle, send)
+                    return
             async for chunk in self.body_iterator:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -201,7 +215,9 @@ class Encoder(Protocol):
     def crash(self) -> bytes: ...  # the gateway itself failed while relaying
 
 
-async def relay(stream: ChatStream, encoder: Encoder, ctx: RequestContext) -> AsyncIterator[bytes]:
+async def _relay_pull(
+    stream: ChatStream, encoder: Encoder, ctx: RequestContext
+) -> AsyncIterator[bytes]:
     """The one relay loop: upstream batches out through the kind's encoder as they arrive.
 
     Every stream ends the kind's way, never with a hang: a broken, truncated or garbled
@@ -230,6 +246,124 @@ async def relay(stream: ChatStream, encoder: Encoder, ctx: RequestContext) -> As
         yield encoder.crash()
     finally:
         await stream.aclose()
+
+
+class Relay:
+    """A stream's frames for SSEResponse: iterated (`_relay_pull`, any stream), or pushed
+    (`push`) when the stream can push and the client's connection is ours to write to."""
+
+    __slots__ = ("_frames", "ctx", "encoder", "stream")
+
+    def __init__(self, stream: ChatStream, encoder: Encoder, ctx: RequestContext) -> None:
+        self.stream = stream
+        self.encoder = encoder
+        self.ctx = ctx
+        self._frames: AsyncIterator[bytes] | None = None
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        if self._frames is None:
+            self._frames = _relay_pull(self.stream, self.encoder, self.ctx)
+        return self._frames
+
+    async def __anext__(self) -> bytes:  # `async for` takes __aiter__'s generator directly
+        return await self.__aiter__().__anext__()
+
+    async def aclose(self) -> None:
+        if self._frames is not None:
+            await self._frames.aclose()  # type: ignore[attr-defined]
+        else:
+            await self.stream.aclose()
+
+    def can_push(self) -> bool:
+        return bool(getattr(self.stream, "pushable", False)) and self._frames is None
+
+    async def push(self, cycle: Any, send: Send) -> None:
+        """Push mode (issue 22): each upstream read is framed through the encoder from the
+        upstream connection's data callback, and what one turn of the event loop framed
+        goes to the client's transport in one write (as iterating batched it: a fast
+        upstream's reads coalesce). No async generators or task wake-up per chunk: the
+        request's task wakes only at the end, on an error, or to wait for a full client to
+        drain (reading the upstream pauses meanwhile). End and error frames as
+        `_relay_pull`'s."""
+        stream, encoder, ctx = self.stream, self.encoder, self.ctx
+        writer = _ClientWriter(cycle, stream)
+        feed, add = encoder.feed, writer.add
+
+        def deliver(batch: list[Any]) -> None:
+            if ctx.first_token is None:
+                ctx.first_token = time.perf_counter()
+            out = feed(batch)
+            if out:
+                add(out)
+
+        flow = cycle.flow
+
+        async def drain() -> None:
+            if flow.write_paused and not cycle.disconnected:
+                await flow.drain()
+
+        try:
+            try:
+                head = encoder.start()
+                if head:
+                    await send({"type": "http.response.body", "body": head, "more_body": True})
+                await stream.push(deliver, drain)  # type: ignore[attr-defined]
+                tail = encoder.end(stream)
+            except GatewayError as exc:
+                log.warning("%s on route %s broke: %s", encoder.label, ctx.route_name, exc.message)
+                tail = encoder.fail(exc)
+            except Exception:
+                log.exception(
+                    "%s on route %s failed inside the gateway", encoder.label, ctx.route_name
+                )
+                ctx.error_code = "internal"
+                tail = encoder.crash()
+            writer.flush()  # what this turn framed goes before the end frames
+            await send({"type": "http.response.body", "body": tail, "more_body": False})
+        except BaseException:  # the client left: the upstream is dropped at once
+            await stream.aclose()
+            raise
+        # else SSEResponse closes the stream once it stopped watching for a disconnect (with
+        # the answer complete, uvicorn reports one): closing may wait for the body's end
+
+
+class _ClientWriter:
+    """Push mode's writes to the client: the frames of one event-loop turn in one write
+    (a call_soon per turn with output, not per upstream read); a full client transport
+    pauses the upstream (`stream.hold()`) until Relay.push's drain."""
+
+    __slots__ = ("chunked", "cycle", "flow", "loop", "parts", "stream")
+
+    def __init__(self, cycle: Any, stream: Any) -> None:
+        self.cycle = cycle
+        self.stream = stream
+        self.flow = cycle.flow
+        self.chunked = bool(cycle.chunked_encoding)
+        self.loop = asyncio.get_running_loop()
+        self.parts: list[bytes] = []
+
+    def add(self, out: bytes) -> None:
+        if not self.parts:
+            self.loop.call_soon(self.flush)
+        self.parts.append(out)
+
+    def flush(self) -> None:
+        parts = self.parts
+        if not parts:
+            return
+        out = parts[0] if len(parts) == 1 else b"".join(parts)
+        parts.clear()
+        cycle = self.cycle
+        if cycle.disconnected:
+            return
+        cycle.transport.write(b"%x\r\n%b\r\n" % (len(out), out) if self.chunked else out)
+        if self.flow.write_paused:
+            self.stream.hold()
+
+
+def relay(stream: ChatStream, encoder: Encoder, ctx: RequestContext) -> Relay:
+    """The stream's frames to the client as they arrive, ended the kind's way (`encoder`)."""
+    return Relay(stream, encoder, ctx)
 
 
 class ChatEncoder:
@@ -280,9 +414,7 @@ class ChatEncoder:
         return frame_json(internal.body()) + DONE_FRAME
 
 
-def relay_chat_stream(
-    stream: ChatStream, rewrite: ModelRewriter, ctx: RequestContext
-) -> AsyncIterator[bytes]:
+def relay_chat_stream(stream: ChatStream, rewrite: ModelRewriter, ctx: RequestContext) -> Relay:
     """Chat chunks to the client as they arrive (`relay` with the Chat encoder)."""
     return relay(stream, ChatEncoder(rewrite, ctx), ctx)
 

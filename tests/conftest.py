@@ -10,6 +10,7 @@ from tests.upstream import ScriptedUpstream
 # Each route of the e2e gateway maps to one behaviour of the scripted upstream.
 UPSTREAM_ROUTES = [
     "ok",
+    "big-stream",
     "err-openai",
     "err-vllm",
     "err-flat",

@@ -441,6 +441,11 @@ class ScriptedUpstream:
                     await response.write(chunk(model, {"content": f"w{i} "}))
                 await response.write(chunk(model, {}, "stop") + b"data: [DONE]\n\n")
                 return response
+            if model == "big-stream":  # ~10 MB as fast as the gateway takes it (back-pressure)
+                for i in range(600):
+                    await response.write(chunk(model, {"content": f"b{i} " + "x" * 16384}))
+                await response.write(chunk(model, {}, "stop") + b"data: [DONE]\n\n")
+                return response
             await response.write(chunk(model, {"role": "assistant", "content": ""}))
             if model == "stall":
                 await asyncio.sleep(10)

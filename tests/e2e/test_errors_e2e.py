@@ -4,6 +4,7 @@ good request still works."""
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import httpx
@@ -205,6 +206,25 @@ def test_stream_disconnect_cancels_upstream(
         assert any("w0" in line for line in received) or received
     # The client went away mid-stream: the upstream request must be dropped at once.
     assert upstream.state.wait_disconnect("slow-stream", timeout=3)
+    assert_still_serving(gateway)
+
+
+def test_stream_to_a_slow_reader_arrives_whole(gateway: GatewayProcess) -> None:
+    # ~10 MB while the client does not read for a while: the gateway pauses reading the
+    # upstream until the client drains (push mode's hold), then relays every chunk in order
+    with httpx.stream(
+        "POST",
+        gateway.url + "/v1/chat/completions",
+        json={**GOOD, "model": "up-big-stream", "stream": True},
+        timeout=30,
+    ) as resp:
+        assert resp.status_code == 200
+        time.sleep(1.0)
+        payloads = [line[6:] for line in resp.iter_lines() if line.startswith("data: ")]
+    assert payloads[-1] == "[DONE]"
+    contents = [json.loads(p)["choices"][0]["delta"].get("content") for p in payloads[:-1]]
+    assert [c.split(" ")[0] for c in contents[:-1]] == [f"b{i}" for i in range(600)]
+    assert all(len(c) == len(f"b{i} ") + 16384 for i, c in enumerate(contents[:-1]))
     assert_still_serving(gateway)
 
 

@@ -899,3 +899,118 @@ async def test_get_has_no_body_and_no_length() -> None:
     [request] = up.requests
     assert request.line == "GET /health HTTP/1.1"
     assert request.header("content-length") == [] and request.body == b""
+
+
+# -- push mode (the stream relay's: pieces handed over from the data callback) ----------------
+def sse_server(pieces: list[bytes], gap: float, stall: bool = False) -> Handler:
+    async def handler(up: Loopback, index: int, reader, writer) -> None:
+        while await up.request(reader) is not None:
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n"
+            )
+            for piece in pieces:
+                writer.write(chunk(piece))
+                await writer.drain()
+                await asyncio.sleep(gap)
+            if stall:
+                await up.wait_eof(reader)
+                return
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+
+    return handler
+
+
+def collect(got: list[bytes]) -> Callable[[bytes], bool]:
+    def sink(piece: bytes) -> bool:
+        got.append(piece)
+        return False
+
+    return sink
+
+
+async def no_drain() -> None:
+    raise AssertionError("nothing was held")
+
+
+async def test_push_hands_every_piece_then_the_end_and_keeps_the_connection() -> None:
+    pieces = [b"data: one\n\n", b"data: two\n\n", b"data: [DONE]\n\n"]
+    async with loopback(sse_server(pieces, 0.02)) as up:
+        client = H1Client()
+        for _ in range(2):
+            response = await client.post(up.target, "/s", HEAD, JSON_BODY, limits())
+            got: list[bytes] = []
+            await response.push(collect(got), no_drain)
+            assert got == [*pieces, b""]  # b"": the end of the body, once
+            assert response.complete and response.keep_alive
+            response.release()
+        await client.aclose()
+    assert up.connections == 1
+
+
+async def test_push_stops_when_the_sink_says_so_and_settle_waits_for_the_end() -> None:
+    pieces = [b"data: one\n\n", b"data: [DONE]\n\n"]
+    async with loopback(sse_server(pieces, 0.05)) as up:
+        client = H1Client()
+        response = await client.post(up.target, "/s", HEAD, JSON_BODY, limits())
+        got: list[bytes] = []
+
+        def sink(piece: bytes) -> bool:
+            got.append(piece)
+            return b"[DONE]" in piece
+
+        await response.push(sink, no_drain)
+        assert got == pieces and not response.complete  # the last chunk is 50 ms behind
+        await response.settle(2.0)
+        assert response.complete and response.keep_alive
+        response.release()
+        response = await client.post(up.target, "/s", HEAD, JSON_BODY, limits())
+        response.close()
+        await client.aclose()
+    assert up.connections == 1
+
+
+async def test_push_idle_timeout_counts_from_the_last_piece() -> None:
+    # five pieces 80 ms apart outlast the 200-ms idle timeout; the stall after them does not
+    pieces = [b"data: %d\n\n" % n for n in range(5)]
+    async with loopback(sse_server(pieces, 0.08, stall=True)) as up:
+        client = H1Client()
+        response = await client.post(up.target, "/s", HEAD, JSON_BODY, limits(idle=0.2))
+        got: list[bytes] = []
+        with pytest.raises(TimeoutError):
+            await response.push(collect(got), no_drain)
+        assert got == pieces
+        response.close()
+        await asyncio.wait_for(up.eof.wait(), 1)
+        await client.aclose()
+
+
+async def test_push_hold_pauses_reading_until_drained() -> None:
+    pieces = [b"data: %d\n\n" % n for n in range(4)]
+    async with loopback(sse_server(pieces, 0.01)) as up:
+        client = H1Client()
+        response = await client.post(up.target, "/s", HEAD, JSON_BODY, limits())
+        got: list[bytes] = []
+        drained = asyncio.Event()
+        drains = 0
+
+        def sink(piece: bytes) -> bool:
+            got.append(piece)
+            if len(got) == 1:
+                response.hold()
+            return False
+
+        async def drain() -> None:
+            nonlocal drains
+            drains += 1
+            await asyncio.sleep(0.1)  # the client's buffer drains meanwhile
+            assert response._paused  # reading the upstream stayed paused
+            drained.set()
+
+        await response.push(sink, drain)
+        assert drains == 1 and drained.is_set()
+        assert b"".join(got) == b"".join(pieces)
+        assert response.complete
+        response.release()
+        await client.aclose()
