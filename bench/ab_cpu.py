@@ -22,39 +22,15 @@ import tempfile
 import time
 from pathlib import Path
 
-import orjson
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from loadgen import closed_loop
-from path_cpu import HI, scenarios
-from procs import cpu_seconds, free_port, http_post, pin, process_tree
+from path_cpu import scenarios, start_gateway
+from procs import cpu_seconds, free_port, process_tree
 
 
 def start(tree: Path, up_port: int, tmp: Path, request_log: bool) -> tuple[subprocess.Popen, int]:
-    port = free_port()
-    config = tmp / f"gateway-{port}.yaml"
-    log = "true" if request_log else "false"
-    config.write_text(
-        f"""server: {{port: {port}, request_log: {log}, log_level: warning}}
-models:
-  - {{name: bench, backend: vllm, base_url: "http://127.0.0.1:{up_port}/v1",
-      upstream_model: fake}}
-"""
-    )
-    core = pin(0)
-    prefix = ["taskset", "-c", core] if core else []
-    proc = subprocess.Popen(
-        [*prefix, sys.executable, "-m", "gateway", "serve", "--config", str(config)],
-        cwd=tree, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    probe = orjson.dumps({"model": "bench", "messages": HI})
-    deadline = time.monotonic() + 60
-    while http_post(port, "/v1/chat/completions", probe, timeout=2.0) != 200:
-        if time.monotonic() > deadline or proc.poll() is not None:
-            raise RuntimeError(f"the gateway from {tree} did not answer")
-        time.sleep(0.05)
-    return proc, port
+    return start_gateway(tree, up_port, tmp, core=0, request_log=request_log)
 
 
 def cell(proc: subprocess.Popen, port: int, name: str, conc: int, seconds: float) -> float:

@@ -18,6 +18,8 @@ import asyncio
 import json
 import time
 
+from http_read import take_request
+
 CHAT_BODY = json.dumps(
     {
         "id": "chatcmpl-fake",
@@ -82,21 +84,6 @@ def _json_answer(doc: object) -> bytes:
     )
 
 
-def _dechunk(buf: bytes, start: int) -> tuple[bytes, int] | None:
-    """A chunked request body from `start` (no trailers): (body, end offset), or None while
-    incomplete."""
-    parts, pos = [], start
-    while True:
-        line_end = buf.find(b"\r\n", pos)
-        if line_end < 0:
-            return None
-        size = int(buf[pos:line_end].split(b";")[0], 16)
-        if size == 0:
-            return (b"".join(parts), line_end + 4) if len(buf) >= line_end + 4 else None
-        if len(buf) < line_end + 2 + size + 2:
-            return None
-        parts.append(buf[line_end + 2 : line_end + 2 + size])
-        pos = line_end + 2 + size + 2
 
 
 class UpstreamProtocol(asyncio.Protocol):
@@ -118,31 +105,10 @@ class UpstreamProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
-        while True:
-            head_end = self.buf.find(b"\r\n\r\n")
-            if head_end < 0:
-                return
-            head = self.buf[:head_end]
-            length, chunked = 0, False
-            for line in head.split(b"\r\n")[1:]:
-                name, _, value = line.partition(b":")
-                name = name.strip().lower()
-                if name == b"content-length":
-                    length = int(value.strip())
-                elif name == b"transfer-encoding" and b"chunked" in value.lower():
-                    chunked = True
-            if chunked:
-                parsed = _dechunk(self.buf, head_end + 4)
-                if parsed is None:
-                    return
-                body, end = parsed
-            else:
-                end = head_end + 4 + length
-                if len(self.buf) < end:
-                    return
-                body = self.buf[head_end + 4 : end]
+        while (request := take_request(self.buf)) is not None:
+            request_line, body, end = request
             self.buf = self.buf[end:]
-            self.respond(head.split(b" ", 2), body)
+            self.respond(request_line, body)
 
     def respond(self, request_line: list[bytes], body: bytes) -> None:
         assert self.transport is not None

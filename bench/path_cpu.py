@@ -52,32 +52,43 @@ def scenarios(port: int) -> list[Scenario]:
     ]  # fmt: skip
 
 
-def measure(
-    tree: Path, up_port: int, tmp: Path, conc: int = CONCURRENCY, only: list[str] | None = None
-) -> dict[str, float]:
-    gw_port = free_port()
-    config = tmp / f"gateway-{gw_port}.yaml"
+def start_gateway(
+    tree: Path, up_port: int, tmp: Path, core: int, request_log: bool = False
+) -> tuple[subprocess.Popen, int]:
+    """The gateway of source tree `tree` on `core`, one `vllm` route to the fake upstream,
+    answering (a Chat request got 200) when this returns."""
+    port = free_port()
+    config = tmp / f"gateway-{port}.yaml"
+    log = "true" if request_log else "false"
     config.write_text(
-        f"""server: {{port: {gw_port}, request_log: false, log_level: warning}}
+        f"""server: {{port: {port}, request_log: {log}, log_level: warning}}
 models:
   - {{name: bench, backend: vllm, base_url: "http://127.0.0.1:{up_port}/v1",
       upstream_model: fake}}
 """
     )
-    core = pin(1)
-    prefix = ["taskset", "-c", core] if core else []
-    gateway = subprocess.Popen(
+    cpu = pin(core)
+    prefix = ["taskset", "-c", cpu] if cpu else []
+    proc = subprocess.Popen(
         [*prefix, sys.executable, "-m", "gateway", "serve", "--config", str(config)],
         cwd=tree, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
+    probe = orjson.dumps({"model": "bench", "messages": HI})
+    deadline = time.monotonic() + 60
+    while http_post(port, "/v1/chat/completions", probe, timeout=2.0) != 200:
+        if time.monotonic() > deadline or proc.poll() is not None:
+            proc.kill()
+            raise RuntimeError(f"the gateway from {tree} did not answer")
+        time.sleep(0.05)
+    return proc, port
+
+
+def measure(
+    tree: Path, up_port: int, tmp: Path, conc: int = CONCURRENCY, only: list[str] | None = None
+) -> dict[str, float]:
+    gateway, gw_port = start_gateway(tree, up_port, tmp, core=1)
     out: dict[str, float] = {}
     try:
-        probe = orjson.dumps({"model": "bench", "messages": HI})
-        deadline = time.monotonic() + 60
-        while http_post(gw_port, "/v1/chat/completions", probe, timeout=2.0) != 200:
-            if time.monotonic() > deadline or gateway.poll() is not None:
-                raise RuntimeError(f"the gateway from {tree} did not answer")
-            time.sleep(0.05)
         pids = process_tree(gateway.pid)
         for scenario in scenarios(gw_port):
             if only and scenario.name not in only:

@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from http_read import take_request
 
 CHARS_PER_TOKEN = 4
 BLOCK_TOKENS = 16
@@ -343,24 +344,6 @@ def _tokenize(raw: bytes) -> dict[str, Any]:
     return {"count": len(tokens), "max_model_len": 131072, "tokens": tokens, "token_strs": None}
 
 
-def _dechunk(buf: bytes, start: int) -> tuple[bytes, int] | None:
-    """A chunked body from `start`: (body, end offset), or None while incomplete."""
-    parts, pos = [], start
-    while True:
-        line_end = buf.find(b"\r\n", pos)
-        if line_end < 0:
-            return None
-        size = int(buf[pos:line_end].split(b";")[0], 16)
-        if size == 0:
-            trailer_end = buf.find(b"\r\n\r\n", line_end)
-            if trailer_end == line_end:
-                return b"".join(parts), line_end + 4
-            end = buf.find(b"\r\n", line_end + 2)
-            return (b"".join(parts), end + 2) if end >= 0 else None
-        if len(buf) < line_end + 2 + size + 2:
-            return None
-        parts.append(buf[line_end + 2 : line_end + 2 + size])
-        pos = line_end + 2 + size + 2
 
 
 class EngineProtocol(asyncio.Protocol):
@@ -381,31 +364,9 @@ class EngineProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
-        while True:
-            head_end = self.buf.find(b"\r\n\r\n")
-            if head_end < 0:
-                return
-            head = self.buf[:head_end]
-            length, chunked = 0, False
-            for line in head.split(b"\r\n")[1:]:
-                name, _, value = line.partition(b":")
-                name = name.strip().lower()
-                if name == b"content-length":
-                    length = int(value.strip())
-                elif name == b"transfer-encoding" and b"chunked" in value.lower():
-                    chunked = True  # SMG streams request bodies on some policies
-            if chunked:
-                parsed = _dechunk(self.buf, head_end + 4)
-                if parsed is None:
-                    return
-                body, end = parsed
-            else:
-                end = head_end + 4 + length
-                if len(self.buf) < end:
-                    return
-                body = self.buf[head_end + 4 : end]
+        while (request := take_request(self.buf)) is not None:
+            (method, path, *_), body, end = request
             self.buf = self.buf[end:]
-            method, path = head.split(b" ", 2)[:2]
             task = asyncio.ensure_future(self.respond(method, path, body, self.chain))
             self.chain = task
             self.tasks.add(task)

@@ -274,8 +274,8 @@ async def test_unread_answer_is_not_reused() -> None:
 
 
 # -- 3. chunked --------------------------------------------------------------------------------
-async def test_chunked_body_read_piece_by_piece() -> None:
-    pieces = [b"data: one\n\n", b"data: two\n\n", b"data: [DONE]\n\n"]
+def sse_server(pieces: list[bytes], gap: float, stall: bool = False) -> Handler:
+    """An SSE answer in chunks `gap` s apart (`stall`: then silent until the client leaves)."""
 
     async def handler(up: Loopback, index: int, reader, writer) -> None:
         while await up.request(reader) is not None:
@@ -286,11 +286,20 @@ async def test_chunked_body_read_piece_by_piece() -> None:
             for piece in pieces:
                 writer.write(chunk(piece))
                 await writer.drain()
-                await asyncio.sleep(0.03)
+                await asyncio.sleep(gap)
+            if stall:
+                await up.wait_eof(reader)
+                return
             writer.write(b"0\r\n\r\n")
             await writer.drain()
 
-    async with loopback(handler) as up:
+    return handler
+
+
+async def test_chunked_body_read_piece_by_piece() -> None:
+    pieces = [b"data: one\n\n", b"data: two\n\n", b"data: [DONE]\n\n"]
+
+    async with loopback(sse_server(pieces, 0.03)) as up:
         client = H1Client()
         response = await client.post(up.target, "/s", HEAD, JSON_BODY, limits())
         assert response.content_type == "text/event-stream"
@@ -902,26 +911,6 @@ async def test_get_has_no_body_and_no_length() -> None:
 
 
 # -- push mode (the stream relay's: pieces handed over from the data callback) ----------------
-def sse_server(pieces: list[bytes], gap: float, stall: bool = False) -> Handler:
-    async def handler(up: Loopback, index: int, reader, writer) -> None:
-        while await up.request(reader) is not None:
-            writer.write(
-                b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
-                b"Transfer-Encoding: chunked\r\n\r\n"
-            )
-            for piece in pieces:
-                writer.write(chunk(piece))
-                await writer.drain()
-                await asyncio.sleep(gap)
-            if stall:
-                await up.wait_eof(reader)
-                return
-            writer.write(b"0\r\n\r\n")
-            await writer.drain()
-
-    return handler
-
-
 def collect(got: list[bytes]) -> Callable[[bytes], bool]:
     def sink(piece: bytes) -> bool:
         got.append(piece)
