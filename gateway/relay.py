@@ -154,10 +154,9 @@ class ModelRewriter:
     def __call__(self, payload: bytes) -> bytes:
         if self.identity:
             return payload
-        if self.old in payload:
-            return payload.replace(self.old, self.new, 1)
-        if b'"model"' not in payload:
-            return payload
+        out = payload.replace(self.old, self.new, 1)
+        if out is not payload or b'"model"' not in payload:  # bytes.replace: self if no match
+            return out
         try:  # spaced or escaped JSON from some servers: parse and rewrite
             doc = orjson.loads(payload)
         except orjson.JSONDecodeError:
@@ -278,24 +277,13 @@ class Relay:
         return bool(getattr(self.stream, "pushable", False)) and self._frames is None
 
     async def push(self, cycle: Any, send: Send) -> None:
-        """Push mode (issue 22): each upstream read is framed through the encoder from the
-        upstream connection's data callback, and what one turn of the event loop framed
-        goes to the client's transport in one write (as iterating batched it: a fast
-        upstream's reads coalesce). No async generators or task wake-up per chunk: the
-        request's task wakes only at the end, on an error, or to wait for a full client to
-        drain (reading the upstream pauses meanwhile). End and error frames as
-        `_relay_pull`'s."""
+        """Push mode (issue 22): each upstream read is framed through the encoder and
+        written to the client's transport from the upstream connection's data callback
+        (`_ClientPush`). No async generators or task wake-up per chunk: the request's task
+        wakes only at the end, on an error, or to wait for a full client to drain (reading
+        the upstream pauses meanwhile). End and error frames as `_relay_pull`'s."""
         stream, encoder, ctx = self.stream, self.encoder, self.ctx
-        writer = _ClientWriter(cycle, stream)
-        feed, add = encoder.feed, writer.add
-
-        def deliver(batch: list[Any]) -> None:
-            if ctx.first_token is None:
-                ctx.first_token = time.perf_counter()
-            out = feed(batch)
-            if out:
-                add(out)
-
+        deliver = _ClientPush(cycle, stream, encoder, ctx).deliver
         flow = cycle.flow
 
         async def drain() -> None:
@@ -318,7 +306,6 @@ class Relay:
                 )
                 ctx.error_code = "internal"
                 tail = encoder.crash()
-            writer.flush()  # what this turn framed goes before the end frames
             await send({"type": "http.response.body", "body": tail, "more_body": False})
         except BaseException:  # the client left: the upstream is dropped at once
             await stream.aclose()
@@ -327,34 +314,30 @@ class Relay:
         # the answer complete, uvicorn reports one): closing may wait for the body's end
 
 
-class _ClientWriter:
-    """Push mode's writes to the client: the frames of one event-loop turn in one write
-    (a call_soon per turn with output, not per upstream read); a full client transport
-    pauses the upstream (`stream.hold()`) until Relay.push's drain."""
+class _ClientPush:
+    """Push mode's delivery of one upstream read: its payloads through the encoder, out in
+    one write, straight from the upstream's data callback (the event loop reads a socket
+    once per turn: there is nothing to gather across reads; the first frames go out with
+    the held response head, in one write). A full client transport pauses the upstream
+    (`stream.hold()`) until Relay.push's drain."""
 
-    __slots__ = ("chunked", "cycle", "flow", "loop", "parts", "stream")
+    __slots__ = ("chunked", "ctx", "cycle", "feed", "flow", "stream")
 
-    def __init__(self, cycle: Any, stream: Any) -> None:
+    def __init__(self, cycle: Any, stream: Any, encoder: Encoder, ctx: RequestContext) -> None:
         self.cycle = cycle
         self.stream = stream
         self.flow = cycle.flow
         self.chunked = bool(cycle.chunked_encoding)
-        self.loop = asyncio.get_running_loop()
-        self.parts: list[bytes] = []
+        self.feed = encoder.feed
+        self.ctx = ctx
 
-    def add(self, out: bytes) -> None:
-        if not self.parts:
-            self.loop.call_soon(self.flush)
-        self.parts.append(out)
-
-    def flush(self) -> None:
-        parts = self.parts
-        if not parts:
-            return
-        out = parts[0] if len(parts) == 1 else b"".join(parts)
-        parts.clear()
+    def deliver(self, batch: list[Any]) -> None:
+        ctx = self.ctx
+        if ctx.first_token is None:
+            ctx.first_token = time.perf_counter()
+        out = self.feed(batch)
         cycle = self.cycle
-        if cycle.disconnected:
+        if not out or cycle.disconnected:
             return
         cycle.transport.write(b"%x\r\n%b\r\n" % (len(out), out) if self.chunked else out)
         if self.flow.write_paused:

@@ -77,6 +77,19 @@ class SSEParser:
         self._start = True  # nothing complete yet: a byte-order mark may open the stream
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
+        # The usual read: one whole one-line `data:` event and nothing waiting (no line end
+        # to pair, no partial event): the general split below gives the same, 5x slower.
+        if (
+            chunk.startswith(b"data: ")
+            and chunk.find(b"\n") == len(chunk) - 2
+            and chunk.endswith(b"\n")
+            and not self._parts
+            and not self._cr
+            and b"\r" not in chunk
+            and len(chunk) <= self.max_event_bytes
+        ):
+            self._start = False
+            return [SSEEvent(chunk[6:-2])]
         if self._cr:
             self._cr = False
             if chunk[:1] == b"\n":
