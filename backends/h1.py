@@ -317,9 +317,6 @@ class H1Response:
 
     # -- what the connection feeds in ------------------------------------------------------
     def feed(self, data: bytes) -> None:
-        if self._sink is not None:  # pushed once the whole network read is parsed (flush)
-            self._chunks.append(data)
-            return
         self._chunks.append(data)
         self._size += len(data)
         if self._limit is not None and self._size > self._limit and not self._paused:
@@ -430,7 +427,11 @@ class _Conn(asyncio.Protocol):
         response._wake()
 
     def on_body(self, body: bytes) -> None:
-        self.response.feed(body)  # type: ignore[union-attr]
+        response: H1Response = self.response  # type: ignore[assignment]
+        if response._sink is not None:  # push mode: held for flush() after this read
+            response._chunks.append(body)
+        else:
+            response.feed(body)
 
     def on_message_complete(self) -> None:
         response = self.response

@@ -321,7 +321,7 @@ class _ClientPush:
     the held response head, in one write). A full client transport pauses the upstream
     (`stream.hold()`) until Relay.push's drain."""
 
-    __slots__ = ("chunked", "ctx", "cycle", "feed", "flow", "stream")
+    __slots__ = ("chunked", "ctx", "cycle", "feed", "first", "flow", "stream")
 
     def __init__(self, cycle: Any, stream: Any, encoder: Encoder, ctx: RequestContext) -> None:
         self.cycle = cycle
@@ -330,11 +330,13 @@ class _ClientPush:
         self.chunked = bool(cycle.chunked_encoding)
         self.feed = encoder.feed
         self.ctx = ctx
+        self.first = True  # the first read: the time to first token is noted
 
     def deliver(self, batch: list[Any]) -> None:
-        ctx = self.ctx
-        if ctx.first_token is None:
-            ctx.first_token = time.perf_counter()
+        if self.first:
+            self.first = False
+            if self.ctx.first_token is None:
+                self.ctx.first_token = time.perf_counter()
         out = self.feed(batch)
         cycle = self.cycle
         if not out or cycle.disconnected:
@@ -369,7 +371,7 @@ class ChatEncoder:
         self.last = batch
         rewrite = self.rewrite
         if len(batch) == 1:
-            return frame_data(rewrite(batch[0]))
+            return b"data: " + rewrite(batch[0]) + b"\n\n"
         return b"".join(frame_data(rewrite(p)) for p in batch)
 
     def end(self, stream: ChatStream) -> bytes:
