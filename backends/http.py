@@ -714,21 +714,43 @@ class UpstreamSSE(ChatStream):
         return isinstance(response, H1Response) and not self._parser_used and not response.complete
 
     async def push(
-        self, deliver: Callable[[list[Any]], None], drain: Callable[[], Awaitable[None]]
+        self,
+        deliver: Callable[[list[Any]], None],
+        drain: Callable[[], Awaitable[None]],
+        deliver_one: Callable[[bytes], None] | None = None,
     ) -> None:
         """Push mode, instead of iterating: each network read's payloads go to `deliver`
         from the upstream connection's data callback (checked, transformed and limited as
         when iterating; no task wake-up per chunk). When the client is full, the caller
         calls hold(): reading the upstream pauses until `drain()` returns. Returns when the
-        upstream ended; raises StreamBroken as iteration does. The caller then aclose()s."""
+        upstream ended; raises StreamBroken as iteration does. The caller then aclose()s.
+
+        `deliver_one`, for Chat streams: a read holding exactly one usual chunk (one whole
+        `data:` line, a compact ASCII JSON object whose `choices` is a list; nothing
+        waiting) goes there as its one payload, with none of the general path's lists and
+        event objects: the checks are those of `_take` for such a chunk, in one place."""
         response = self._response
         assert isinstance(response, H1Response)
         self._parser_used = self._pushed = True
         failure: list[BaseException] = []
         take = self._take
+        whole = None if self._named_events or deliver_one is None else self._parser.whole
+        transform = self.transform
 
         def sink(chunk: bytes) -> bool:
             try:
+                if whole is not None:
+                    data = whole(chunk)
+                    if (
+                        data is not None
+                        and data[:1] == b"{"
+                        and data[-1:] == b"}"
+                        and data.isascii()
+                        and (at := data.find(b'"choices":')) >= 0
+                        and data[at + 10 : at + 11] == b"["
+                    ):
+                        deliver_one(data if transform is None else transform(data))  # type: ignore[misc]
+                        return False
                 payloads, broken = take(chunk)
                 if payloads:
                     deliver(payloads)

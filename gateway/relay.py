@@ -283,7 +283,8 @@ class Relay:
         wakes only at the end, on an error, or to wait for a full client to drain (reading
         the upstream pauses meanwhile). End and error frames as `_relay_pull`'s."""
         stream, encoder, ctx = self.stream, self.encoder, self.ctx
-        deliver = _ClientPush(cycle, stream, encoder, ctx).deliver
+        client = _ClientPush(cycle, stream, encoder, ctx)
+        deliver, deliver_one = client.deliver, client.deliver_one
         flow = cycle.flow
 
         async def drain() -> None:
@@ -295,7 +296,7 @@ class Relay:
                 head = encoder.start()
                 if head:
                     await send({"type": "http.response.body", "body": head, "more_body": True})
-                await stream.push(deliver, drain)  # type: ignore[attr-defined]
+                await stream.push(deliver, drain, deliver_one)  # type: ignore[attr-defined]
                 tail = encoder.end(stream)
             except GatewayError as exc:
                 log.warning("%s on route %s broke: %s", encoder.label, ctx.route_name, exc.message)
@@ -321,7 +322,8 @@ class _ClientPush:
     the held response head, in one write). A full client transport pauses the upstream
     (`stream.hold()`) until Relay.push's drain."""
 
-    __slots__ = ("chunked", "ctx", "cycle", "feed", "first", "flow", "stream")
+    __slots__ = ("chunked", "ctx", "cycle", "deliver_one", "feed", "feed_one", "first", "flow",
+                 "stream")  # fmt: skip
 
     def __init__(self, cycle: Any, stream: Any, encoder: Encoder, ctx: RequestContext) -> None:
         self.cycle = cycle
@@ -329,6 +331,10 @@ class _ClientPush:
         self.flow = cycle.flow
         self.chunked = bool(cycle.chunked_encoding)
         self.feed = encoder.feed
+        # an encoder that frames one payload without a batch list (Chat) gets the upstream's
+        # usual chunks that way (UpstreamSSE.push)
+        self.feed_one = getattr(encoder, "feed_one", None)
+        self.deliver_one = None if self.feed_one is None else self._deliver_one
         self.ctx = ctx
         self.first = True  # the first read: the time to first token is noted
 
@@ -337,7 +343,16 @@ class _ClientPush:
             self.first = False
             if self.ctx.first_token is None:
                 self.ctx.first_token = time.perf_counter()
-        out = self.feed(batch)
+        self._write(self.feed(batch))
+
+    def _deliver_one(self, payload: bytes) -> None:
+        if self.first:
+            self.first = False
+            if self.ctx.first_token is None:
+                self.ctx.first_token = time.perf_counter()
+        self._write(self.feed_one(payload))  # type: ignore[misc]
+
+    def _write(self, out: bytes) -> None:
         cycle = self.cycle
         if not out or cycle.disconnected:
             return
@@ -356,28 +371,36 @@ class ChatEncoder:
     always ends with `data: [DONE]`, after an OpenAI-shaped error chunk when the stream broke
     (the openai SDK raises on a chunk with an `error` key)."""
 
-    __slots__ = ("ctx", "last", "rewrite")
+    __slots__ = ("ctx", "last", "last_one", "rewrite")
     label = "stream"
 
     def __init__(self, rewrite: ModelRewriter, ctx: RequestContext) -> None:
         self.rewrite = rewrite
         self.ctx = ctx
-        self.last: list[bytes] = []
+        self.last: list[bytes] = []  # the last batch: usage and finish reason are there
+        self.last_one: bytes | None = None  # ... or the last chunk fed alone
 
     def start(self) -> bytes:
         return b""
 
     def feed(self, batch: list[bytes]) -> bytes:
         self.last = batch
+        self.last_one = None
         rewrite = self.rewrite
         if len(batch) == 1:
             return b"data: " + rewrite(batch[0]) + b"\n\n"
         return b"".join(frame_data(rewrite(p)) for p in batch)
 
+    def feed_one(self, payload: bytes) -> bytes:
+        """feed([payload]) without the list (push mode's usual chunk)."""
+        self.last_one = payload
+        return b"data: " + self.rewrite(payload) + b"\n\n"
+
     def end(self, stream: ChatStream) -> bytes:
         ctx = self.ctx
-        _note_stream_usage(self.last, ctx)
-        if not getattr(stream, "saw_done", True) and not _has_finish_reason(self.last):
+        last = self.last if self.last_one is None else [self.last_one]
+        _note_stream_usage(last, ctx)
+        if not getattr(stream, "saw_done", True) and not _has_finish_reason(last):
             error = GatewayError(
                 502,
                 f"route '{ctx.route_name}': the upstream stream ended before the answer was "

@@ -76,9 +76,11 @@ class SSEParser:
         self._cr = False  # the last read ended in CR: a LF starting the next one is its pair
         self._start = True  # nothing complete yet: a byte-order mark may open the stream
 
-    def feed(self, chunk: bytes) -> list[SSEEvent]:
-        # The usual read: one whole one-line `data:` event and nothing waiting (no line end
-        # to pair, no partial event): the general split below gives the same, 5x slower.
+    def whole(self, chunk: bytes) -> bytes | None:
+        """The data of `chunk` when it is exactly one whole one-line `data:` event and
+        nothing waits from earlier reads (the usual read of a token stream), else None.
+        Nothing waits afterwards either, so the caller may still feed() the same chunk
+        (same event); when None, nothing changed."""
         if (
             chunk.startswith(b"data: ")
             and chunk.find(b"\n") == len(chunk) - 2
@@ -88,8 +90,14 @@ class SSEParser:
             and b"\r" not in chunk
             and len(chunk) <= self.max_event_bytes
         ):
-            self._start = False
-            return [SSEEvent(chunk[6:-2])]
+            self._start = False  # as feed() would: a byte-order mark can only open a stream
+            return chunk[6:-2]
+        return None
+
+    def feed(self, chunk: bytes) -> list[SSEEvent]:
+        data = self.whole(chunk)  # the general split below gives the same, 5x slower
+        if data is not None:
+            return [SSEEvent(data)]
         if self._cr:
             self._cr = False
             if chunk[:1] == b"\n":

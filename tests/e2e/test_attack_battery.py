@@ -162,6 +162,50 @@ for name, payload in {
     SCRIPTS[name] = stream_of([framed([ABC[0], ABC[1]], b"\n"), framed([payload], b"\n")])
 
 
+
+def reads_of(name: str, truncated: bool = False) -> list[bytes]:
+    """A token stream as engines send it, one network read per chunk (the relay's fast lane),
+    mixed with reads the general path takes: two events at once, an event split in two, CRLF
+    line ends, spaced JSON, raw UTF-8, the usage chunk, then [DONE] (or nothing: truncated)."""
+    model = f"{name}:engine"
+    usage = {"id": "chatcmpl-raw", "object": "chat.completion.chunk", "created": 1,
+             "model": model, "choices": [],
+             "usage": {"prompt_tokens": 3, "completion_tokens": 6, "total_tokens": 9}}  # fmt: skip
+    spaced = json.dumps(json.loads(chunk({"content": "e"}, model=model))).encode()
+    raw_utf8 = json.dumps(
+        json.loads(chunk({"content": "ü"}, model=model)), ensure_ascii=False, separators=(",", ":")
+    ).encode()
+    payloads = [
+        chunk({"role": "assistant", "content": ""}, model=model),
+        chunk({"content": "a"}, model=model),
+        chunk({"content": "b"}, model=model),
+        chunk({"content": "c"}, model=model),
+        chunk({"content": "d"}, model=model),
+        spaced,
+        raw_utf8,
+        chunk({"content": "f"}, model=model),
+        chunk({}, "stop", model=model),
+        json.dumps(usage, separators=(",", ":")).encode(),
+    ]
+    one = [framed([p], b"\n") for p in payloads]
+    split = one[3]
+    pieces = [
+        one[0],
+        one[1] + one[2],  # two events in one read
+        split[:40],  # one event over two reads
+        split[40:],
+        framed([payloads[4]], b"\r\n"),
+        one[5],
+        one[6],
+        one[7],
+        *([] if truncated else [one[8], one[9], b"data: [DONE]\n\n"]),
+    ]
+    return pieces
+
+
+for _name in ("reads", "reads-truncated"):
+    SCRIPTS[_name] = stream_of(reads_of(_name, truncated=_name.endswith("truncated")))
+
 AIOHTTP_CASES = ("big-json", "big-json-chunked", "redirect", "json-empty", "crlf-split")
 
 
@@ -248,6 +292,33 @@ def test_every_line_end_and_split_relays_the_whole_answer(gw: GatewayProcess, mo
     assert text == "abc"
     assert chunks[-1].choices[0].finish_reason == "stop"
     assert {c.model for c in chunks} == {model}  # rewritten on every chunk
+
+
+def test_reads_of_one_chunk_or_many_relay_the_same_events(gw: GatewayProcess) -> None:
+    # whichever way the reads split the stream (push mode's one-chunk lane and its general
+    # path, interleaved), every event arrives, in order, with only the model renamed
+    resp = post(gw, "reads", stream=True)
+    assert resp.status_code == 200
+    frames = [b for b in resp.content.split(b"\n\n") if b]
+    assert frames[-1] == b"data: [DONE]"
+    payloads = [json.loads(f[6:]) for f in frames[:-1]]
+    assert len(payloads) == 10
+    text = "".join(p["choices"][0]["delta"].get("content") or "" for p in payloads if p["choices"])
+    assert text == "abcdeüf"
+    assert payloads[-2]["choices"][0]["finish_reason"] == "stop"
+    assert payloads[-1]["usage"]["total_tokens"] == 9
+    assert {p["model"] for p in payloads} == {"reads"}
+    # a compact chunk read on its own is passed on byte for byte, the model renamed
+    for piece in reads_of("reads"):
+        lone = piece.count(b"\n") == 2 and piece.endswith(b"}\n\n") and b'": ' not in piece
+        if lone:
+            assert piece.replace(b'"model":"reads:engine"', b'"model":"reads"') in resp.content
+    # no [DONE] and no finish reason: the client is told the answer was cut short
+    resp = post(gw, "reads-truncated", stream=True)
+    frames = [b for b in resp.content.split(b"\n\n") if b]
+    assert len(frames) == 8 + 2
+    assert frames[-1] == b"data: [DONE]"
+    assert json.loads(frames[-2][6:])["error"]["code"] == "upstream_truncated"
 
 
 # -- 5. limits ------------------------------------------------------------------------------
