@@ -331,6 +331,8 @@ def start(
             if binary is None
             else targets.start_litellm(binary, free_port(), fast, slow, logdir, pin(0))
         )
+    if name == "floor":
+        return targets.start_floor(python, fast, slow, logdir, pin(0))
     if name in ("vllm-router", "smg"):
         if targets.ensure_peers() is None:
             return None
@@ -351,11 +353,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--peers", action="store_true",
-        help="add the vllm-router 0.1.17 and SMG 1.13 rows (installs them once)",
+        help="add the vllm-router 0.1.17 and SMG 1.13 rows (installs them once) and the floor",
     )  # fmt: skip
     parser.add_argument("--no-nginx", action="store_true", help="leave out the nginx row")
     parser.add_argument(
-        "--only", nargs="+", choices=["direct", "gateway", "nginx", "litellm", *PEERS]
+        "--only", nargs="+", choices=["direct", "gateway", "nginx", "litellm", "floor", *PEERS]
     )
     parser.add_argument("--no-slow", action="store_true", help="leave out the slow-stream tests")
     parser.add_argument(
@@ -384,7 +386,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if opts.workers_check is None:
         opts.workers_check = 0 if opts.quick else 2
     default = ["direct", "gateway"] + ([] if opts.no_nginx else ["nginx"])
-    extra = (PEERS if opts.peers else []) + (["litellm"] if opts.litellm else [])
+    extra = ([*PEERS, "floor"] if opts.peers else []) + (["litellm"] if opts.litellm else [])
     opts.targets = opts.only or default + extra
     return opts
 

@@ -1,7 +1,8 @@
 """What the load generator is pointed at: the fake upstream itself (direct), the gateway,
-nginx as a plain reverse proxy, LiteLLM's proxy, and the Rust replica routers vllm-router
-and SMG. Each target knows how to start, where
-its fast and slow routes are, and which processes to measure."""
+nginx as a plain reverse proxy, LiteLLM's proxy, the Rust replica routers vllm-router
+and SMG, and the floor (the least a Python relay on uvloop costs: bench/floor_relay.py).
+Each target knows how to start, where its fast and slow routes are, and which processes to
+measure."""
 
 from __future__ import annotations
 
@@ -161,6 +162,21 @@ def start_nginx(
         logdir / "nginx.log",
     ).start(cpu)  # fmt: skip
     target = Target("nginx", port, slow_port, proc, responses=False)
+    target.startup_s = wait_answer(proc, port, "/v1/chat/completions", _probe_body())
+    return target
+
+
+# ---- the floor: the least a Python relay on uvloop costs (bench/floor_relay.py) -----------
+
+
+def start_floor(python: str, fast: int, slow: int, logdir: Path, cpu: str) -> Target:
+    port, slow_port = free_port(), free_port()
+    script = str(ROOT / "bench" / "floor_relay.py")
+    proc = Proc(
+        "floor", [python, script, str(port), str(slow_port), str(fast), str(slow)],
+        logdir / "floor.log",
+    ).start(cpu)  # fmt: skip
+    target = Target("floor", port, slow_port, proc, responses=False)
     target.startup_s = wait_answer(proc, port, "/v1/chat/completions", _probe_body())
     return target
 
