@@ -14,7 +14,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from backends.base import ChatStream
-from gateway.connections import CYCLE_KEY
+from gateway.connections import CYCLE_KEY, when_client_gone
 from gateway.context import RequestContext
 from gateway.errors import GatewayError
 from gateway.request_io import json_response
@@ -45,13 +45,13 @@ async def _wait_disconnect(receive: Receive) -> None:
 class _DisconnectWatch:
     """Cancels the current task when the client disconnects, until `stop()`.
 
-    Why not a task for the work plus `asyncio.wait` (as before): that cost two tasks, a
-    waiter future and four done-callbacks per request, ~10% of a worker's CPU at 32
-    concurrent. Here the work runs inline in the request's own task and only the watcher
-    is a task; its done-callback cancels the request task if the work is still running.
+    The work runs inline in the request's own task. On gateway/connections.py's protocol the
+    connection's loss calls back directly (no task); elsewhere one watcher task waits on
+    `receive()`. (A task for the work plus `asyncio.wait`, as at first, cost two tasks, a
+    waiter future and four done-callbacks per request, ~10 % of a worker's CPU.)
     """
 
-    __slots__ = ("_task", "_watcher", "cancelled", "running")
+    __slots__ = ("_forget", "_task", "_watcher", "cancelled", "running")
 
     def __init__(self, receive: Receive) -> None:
         task = asyncio.current_task()
@@ -59,11 +59,18 @@ class _DisconnectWatch:
         self._task = task
         self.running = True
         self.cancelled = False
-        self._watcher = asyncio.ensure_future(_wait_disconnect(receive))
-        self._watcher.add_done_callback(self._on_disconnect)
+        self._watcher: asyncio.Future[None] | None = None
+        self._forget = when_client_gone(receive, self._client_gone)
+        if self._forget is None:
+            self._watcher = asyncio.ensure_future(_wait_disconnect(receive))
+            self._watcher.add_done_callback(self._on_watcher_done)
 
-    def _on_disconnect(self, watcher: asyncio.Future[None]) -> None:
-        if self.running and not watcher.cancelled():
+    def _on_watcher_done(self, watcher: asyncio.Future[None]) -> None:
+        if not watcher.cancelled():
+            self._client_gone()
+
+    def _client_gone(self) -> None:
+        if self.running:
             self.cancelled = True
             self._task.cancel()
 
@@ -72,7 +79,10 @@ class _DisconnectWatch:
         cancellation request is then taken back, so the task can finish cleanly."""
         if self.running:  # once: the task's cancel count must go back by one, no more
             self.running = False
-            self._watcher.cancel()
+            if self._forget is not None:
+                self._forget()
+            elif self._watcher is not None:
+                self._watcher.cancel()
             if self.cancelled:
                 self._task.uncancel()
         return self.cancelled
