@@ -138,7 +138,7 @@ def when_client_gone(receive: Any, callback: Callable[[], None]) -> Callable[[],
     `receive()` for the disconnect cost ~5-10 % of a request's CPU (issue 22). None when
     `receive` is not a request of this protocol (another server, a WebSocket turn) or the
     client is already gone: the caller then waits on `receive()` itself."""
-    cycle = getattr(receive, "__self__", None)  # uvicorn's receive is its cycle's method
+    cycle: Any = getattr(receive, "__self__", None)  # uvicorn's receive: its cycle's method
     callbacks: list[Callable[[], None]] | None = getattr(cycle, _GONE, None)
     if callbacks is None or cycle.disconnected:
         return None
