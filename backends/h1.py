@@ -12,6 +12,7 @@ https origins (OpenAI, Gemini) and everything off the hot path still use aiohttp
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -20,8 +21,13 @@ import httptools
 
 # Bytes buffered from the upstream before reading pauses (the client is slower than the engine).
 HIGH_WATER = 256 * 1024
-# Idle keep-alive connections kept per origin.
-MAX_IDLE_PER_ORIGIN = 1024
+# Idle keep-alive connections kept per origin, and how long each is kept. The pool keeps
+# what a burst opened (2,000 streams open 2,000 connections; with 1,024 kept, the next
+# burst connected half its streams anew, each connect several event-loop turns before its
+# first byte); the cap only bounds a pathological case. 75 s as on the aiohttp path (the
+# engines' servers usually close idle connections sooner: uvicorn after 5 s).
+MAX_IDLE_PER_ORIGIN = 16384
+KEEP_ALIVE_S = 75.0
 
 
 class H1Error(Exception):
@@ -463,8 +469,9 @@ class H1Client:
     no limit; a default cap of 100 would silently cap throughput)."""
 
     def __init__(self, max_connections: int = 0) -> None:
-        # per origin, the idle connections (a dict as an ordered set: LIFO reuse, O(1) removal)
-        self._idle: dict[tuple[str, int], dict[_Conn, None]] = {}
+        # per origin, the idle connections and when each became idle (a dict as an ordered
+        # set: LIFO reuse, O(1) removal, the oldest first)
+        self._idle: dict[tuple[str, int], dict[_Conn, float]] = {}
         self._slots = asyncio.Semaphore(max_connections) if max_connections else None
         self._targets: dict[str, Target] = {}
 
@@ -530,10 +537,21 @@ class H1Client:
     def _idle_conn(self, key: tuple[str, int]) -> _Conn | None:
         idle = self._idle.get(key)
         while idle:
-            conn, _ = idle.popitem()
+            conn, since = idle.popitem()  # the newest: if it is too old, all are
+            if time.monotonic() - since >= KEEP_ALIVE_S:
+                conn.drop()
+                self._drop_all(idle)
+                return None
             if not conn.closed:
                 return conn
         return None
+
+    @staticmethod
+    def _drop_all(idle: dict[_Conn, float]) -> None:
+        conns = list(idle)
+        idle.clear()
+        for conn in conns:
+            conn.drop()
 
     async def _connect(
         self,
@@ -562,7 +580,13 @@ class H1Client:
         if reusable:
             idle = self._idle.setdefault(conn.key, {})
             if len(idle) < MAX_IDLE_PER_ORIGIN:
-                idle[conn] = None
+                now = idle[conn] = time.monotonic()
+                for oldest, since in idle.items():  # expire from the oldest end, if due
+                    if now - since < KEEP_ALIVE_S:
+                        break
+                    del idle[oldest]
+                    oldest.drop()
+                    break  # one per release: the dict must not change under the loop
                 return
         conn.drop()
 
@@ -574,8 +598,7 @@ class H1Client:
 
     async def aclose(self) -> None:
         for idle in self._idle.values():
-            for conn in list(idle):
-                conn.drop()
+            self._drop_all(idle)
         self._idle.clear()
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from backends import h1
 from backends.h1 import (
     HIGH_WATER,
     H1Client,
@@ -234,6 +235,35 @@ async def test_keep_alive_reuses_one_connection() -> None:
         await client.aclose()
     assert up.connections == 1
     assert len(up.requests) == 3
+
+
+async def test_idle_connections_expire_after_keep_alive(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A connection idle for KEEP_ALIVE_S is closed, not reused: at the next release (the
+    oldest one) or the next request (all of them, when even the newest is too old)."""
+    monkeypatch.setattr(h1, "KEEP_ALIVE_S", 0.2)
+
+    async def handler(up: Loopback, index: int, reader, writer) -> None:
+        await serve_ok(up, index, reader, writer)
+        up.eofs += 1
+
+    async with loopback(handler) as up:
+        client = H1Client()
+        first = await client.post(up.target, "/a", HEAD, JSON_BODY, limits())
+        second = await client.post(up.target, "/a", HEAD, JSON_BODY, limits())
+        assert up.connections == 2
+        first.release()
+        await asyncio.sleep(0.3)  # the first connection is now past its keep-alive
+        second.release()  # ... and this release closes it
+        await until(lambda: up.eofs == 1)
+        await asyncio.sleep(0.05)
+        assert up.eofs == 1  # the second connection waits in the pool
+        await asyncio.sleep(0.3)  # now the second one too: the next request connects anew
+        response = await client.post(up.target, "/a", HEAD, JSON_BODY, limits())
+        assert await response.read() == b'{"ok":true}'
+        response.release()
+        await until(lambda: up.eofs == 2)
+        assert up.connections == 3
+        await client.aclose()
 
 
 async def test_connection_close_answer_is_not_reused() -> None:
