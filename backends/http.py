@@ -382,22 +382,25 @@ class UpstreamHTTP:
         finally:
             upstream.pool.release()
         pass_on_headers(response.headers, ctx)
-        where = upstream.describe(replica)
         if response.status >= 400:
-            raise normalize_upstream_error(where, response.status, raw, response)
+            raise normalize_upstream_error(
+                upstream.describe(replica), response.status, raw, response
+            )
         if response.status >= 300:
-            raise _not_2xx(where, response.status)
+            raise _not_2xx(upstream.describe(replica), response.status)
         try:
             answer = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             raise GatewayError(
-                502, f"{where} answered with invalid JSON ({exc})", code="upstream_invalid"
-            ) from None
+                502, f"{upstream.describe(replica)} answered with invalid JSON ({exc})",
+                code="upstream_invalid",
+            ) from None  # fmt: skip
         if not isinstance(answer, dict):
             kind = "null" if answer is None else type(answer).__name__
             raise GatewayError(
-                502, f"{where} answered a JSON {kind}, not an object", code="upstream_invalid"
-            )
+                502, f"{upstream.describe(replica)} answered a JSON {kind}, not an object",
+                code="upstream_invalid",
+            )  # fmt: skip
         return answer
 
     async def _read(
@@ -405,7 +408,6 @@ class UpstreamHTTP:
     ) -> bytes:
         task = asyncio.current_task()
         assert task is not None
-        where = upstream.describe(replica)
         limit = self.limits.answer_bytes
         try:
             with self.control.abortable(task.cancel):
@@ -415,15 +417,16 @@ class UpstreamHTTP:
         except TooLarge as exc:
             response.close()  # the rest is never read: the connection cannot be reused
             raise GatewayError(
-                502, f"{where} answered more than {exc.limit} bytes (the gateway's limit, "
-                "server.upstream_max_answer_bytes)", code="upstream_too_large",
+                502, f"{upstream.describe(replica)} answered more than {exc.limit} bytes "
+                "(the gateway's limit, server.upstream_max_answer_bytes)",
+                code="upstream_too_large",
             ) from None  # fmt: skip
         except asyncio.CancelledError:
             if self.control.aborting and task.uncancel() == 0:
                 raise _aborted() from None
             raise
         except client_errors() as exc:  # TimeoutError included: it is an OSError
-            raise transport_error(exc, where, "read") from None
+            raise transport_error(exc, upstream.describe(replica), "read") from None
         finally:
             response.release()
 
