@@ -84,8 +84,6 @@ def _json_answer(doc: object) -> bytes:
     )
 
 
-
-
 class UpstreamProtocol(asyncio.Protocol):
     def __init__(self, stream_parts: list[bytes], delay: float, model: str = "fake") -> None:
         self.stream_parts = stream_parts

@@ -115,6 +115,7 @@ class Proc:
     env: dict[str, str] = field(default_factory=dict)
     popen: subprocess.Popen[bytes] | None = None
     started: float = 0.0
+    cwd: Path | None = None  # ROOT unless set (a gateway from another source tree)
 
     def start(self, cpu: str = "") -> Proc:
         argv = (["taskset", "-c", cpu] if cpu and shutil.which("taskset") else []) + self.args
@@ -126,7 +127,7 @@ class Proc:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, **self.env},
-                cwd=ROOT,
+                cwd=self.cwd or ROOT,
                 start_new_session=True,  # its own process group: stopped as one, by its id
             )
         return self

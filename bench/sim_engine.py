@@ -344,8 +344,6 @@ def _tokenize(raw: bytes) -> dict[str, Any]:
     return {"count": len(tokens), "max_model_len": 131072, "tokens": tokens, "token_strs": None}
 
 
-
-
 class EngineProtocol(asyncio.Protocol):
     def __init__(self, replica: Replica, model: str) -> None:
         self.replica = replica

@@ -6,7 +6,8 @@ All targets stay up (each pinned to core 0, idle while the others are measured);
 round runs every target once, in an order rotated by one each round.
 
     .venv/bin/python bench/slow_rounds.py [--rounds 3] [--only gateway vllm-router smg floor]
-        [--streams 2000] [--chunks 100] [--delay-ms 100] [--ramp 2]
+        [--gateway-trees ../old-checkout ...] [--streams 2000] [--chunks 100] [--delay-ms 100]
+        [--ramp 2]
 
 Prints each run (TTFT p50/p99, CPU per stream, core 1's busy share while streams were open)
 and per target the median of its runs; writes bench/results/slow-rounds-latest.json.
@@ -70,6 +71,12 @@ async def main_async(opts: argparse.Namespace) -> dict:
                 continue
             up[name] = target
             runs[name] = []
+        for tree in opts.gateway_trees:  # A/B: the same test on other source trees
+            target = targets.start_gateway(
+                sys.executable, free_port(), fast_port, slow_port, logdir, pin(0), tree=tree
+            )
+            up[target.name] = target
+            runs[target.name] = []
         names = list(up)
         for round_no in range(opts.rounds):
             order = names[round_no % len(names) :] + names[: round_no % len(names)]
@@ -109,6 +116,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--only", nargs="+", default=["gateway", "vllm-router", "smg", "floor"],
         choices=["direct", "gateway", "nginx", "floor", "vllm-router", "smg"],
+    )  # fmt: skip
+    parser.add_argument(
+        "--gateway-trees", nargs="*", type=Path, default=[],
+        help="also the gateway of these source trees (gateway@<dir>), e.g. an older checkout",
     )  # fmt: skip
     parser.add_argument("--streams", type=int, default=2000)
     parser.add_argument("--chunks", type=int, default=100)

@@ -76,14 +76,18 @@ models:
 
 
 def start_gateway(
-    python: str, port: int, fast: int, slow: int, logdir: Path, cpu: str, workers: int = 1
-) -> Target:
+    python: str, port: int, fast: int, slow: int, logdir: Path, cpu: str, workers: int = 1,
+    tree: Path | None = None,
+) -> Target:  # fmt: skip
+    """The gateway of this checkout, or of another source `tree` (named gateway@<its dir>)."""
     config = logdir / f"gateway-{port}.yaml"
     config.write_text(gateway_config(port, fast, slow, workers))
+    name = "gateway" if workers == 1 else f"gateway-x{workers}"
     proc = Proc(
-        "gateway" if workers == 1 else f"gateway-x{workers}",
+        name if tree is None else f"{name}@{tree.name}",
         [python, "-m", "gateway", "serve", "--config", str(config)],
         logdir / f"gateway-{port}.log",
+        cwd=tree,
     ).start(cpu)
     target = Target(proc.name, port, port, proc)
     target.startup_s = wait_answer(proc, port, "/v1/chat/completions", _probe_body())
