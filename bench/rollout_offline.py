@@ -4,6 +4,7 @@ of placement rules before the real benchmark (bench/rollout.sh) measures them.
 
     python bench/rollout_offline.py [--replicas 4] [--prompts 16] [--group 8] [--turns 3]
                                     [--seed 0] [--kv-tokens 24000] [--policies a b ...]
+                                    [--engine-priority none|turn|group|context]
 
 The engines are bench/sim_engine.py's `Replica` (the same scheduler, cache and step costs),
 stepped by an event loop instead of asyncio; the clients play bench/rollout_workload.py's
@@ -271,8 +272,22 @@ def opening(messages: list[dict[str, Any]]) -> bytes:
     return hashlib.blake2b(render(messages[:2]).encode(), digest_size=16).digest()
 
 
-def replay(shape: Shape, params: Params, replicas: int, policy: Policy) -> Outcome:
+# What a router could send as vLLM's `priority` (lower first) when the engines run
+# `--scheduling-policy priority`; tried in this replay, not adopted (docs/performance.md).
+PRIORITIES: dict[str, Callable[[Ask, dict[bytes, int]], float]] = {
+    "none": lambda ask, groups: 0.0,
+    "turn": lambda ask, groups: -ask.turn,  # later turns of a trajectory first
+    "group": lambda ask, groups: groups.setdefault(ask.group_key, len(groups)),  # older groups
+    "context": lambda ask, groups: -ask.prompt_tokens,  # the longest histories first
+}
+
+
+def replay(
+    shape: Shape, params: Params, replicas: int, policy: Policy, priority_rule: str = "none"
+) -> Outcome:
     """Play every trajectory through `policy` and the engines in virtual time."""
+    priority = PRIORITIES[priority_rule]
+    groups_seen: dict[bytes, int] = {}
     trajs = build(shape)
     engines = [Replica(i, params) for i in range(replicas)]
     load = [0] * replicas
@@ -327,6 +342,7 @@ def replay(shape: Shape, params: Params, replicas: int, policy: Policy) -> Outco
             load[r] += 1
             req = SimRequest(messages[index], text, hashes, max(1, tokens_of(text)),
                              traj.outputs[t], traj.seeds[t], False, None, now)  # type: ignore[arg-type]  # fmt: skip
+            req.priority = priority(ask, groups_seen)
             owner[id(req)] = (index, r)
             admitted_at[id(req)] = now
             idle = not engines[r].running and r not in plans
@@ -420,8 +436,15 @@ def main() -> None:
     p.add_argument("--max-batch", type=int, default=256)
     p.add_argument("--speed", type=float, default=5.0)
     p.add_argument("--policies", nargs="+", default=list(POLICIES))
+    p.add_argument(
+        "--engine-priority", choices=list(PRIORITIES), default="none",
+        help="engines admit by a router-given priority (vLLM --scheduling-policy priority)",
+    )  # fmt: skip
     a = p.parse_args()
-    params = Params(kv_tokens=a.kv_tokens, max_batch=a.max_batch, speed=a.speed)
+    params = Params(
+        kv_tokens=a.kv_tokens, max_batch=a.max_batch, speed=a.speed,
+        priority_scheduling=a.engine_priority != "none",
+    )  # fmt: skip
     for seed in a.seed:
         shape = Shape(prompts=a.prompts, group=a.group, turns=a.turns, seed=seed, speed=a.speed)
         lb = lower_bound(shape, params, a.replicas)
@@ -431,7 +454,7 @@ def main() -> None:
         for name in a.policies:
             make = POLICIES[name]
             policy = make(a.replicas, shape) if make is OracleGroups else make(a.replicas)
-            out = replay(shape, params, a.replicas, policy)
+            out = replay(shape, params, a.replicas, policy, a.engine_priority)
             peak = max(r["peak_waiting"] for r in out.per_replica)
             print(f"  {name:22s} makespan {out.makespan_s:5.2f} s  hits {out.hit_rate:6.1%}  "
                   f"busiest {out.busiest_share:5.1%}  evicted {out.evicted_blocks:6d}  "

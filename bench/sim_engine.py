@@ -93,6 +93,9 @@ class Params:
     kv_tokens: int = 200_000
     speed: float = 5.0
     stream_interval: int = 8
+    # vLLM's `--scheduling-policy priority`: the waiting request with the lowest `priority`
+    # is admitted first (ties by arrival), instead of first come, first served
+    priority_scheduling: bool = False
 
 
 @dataclass(eq=False)
@@ -113,6 +116,7 @@ class SimRequest:
     anon_blocks: int = 0  # blocks for the tokens it generated
     sent_tokens: int = 0
     text_out: str = ""
+    priority: float = 0.0  # lower first, under Params.priority_scheduling
 
 
 class Replica:
@@ -238,10 +242,13 @@ class Replica:
 
     def _schedule(self) -> None:
         while self.waiting and len(self.running) < self.p.max_batch:
-            req = self.waiting[0]
+            if self.p.priority_scheduling:  # min() keeps the first of equals: arrival order
+                req = min(self.waiting, key=lambda r: r.priority)
+            else:
+                req = self.waiting[0]
             if not self._fits(req) and self.running:
                 break  # wait for blocks to free up (a lone request always runs)
-            self.waiting.popleft()
+            self.waiting.remove(req)
             self._admit(req)
         self.peak_running = max(self.peak_running, len(self.running))
 
