@@ -45,3 +45,24 @@ def test_group_affinity_keeps_groups_whole_and_shares_their_prompt() -> None:
     spread = replay(SHAPE, PARAMS, 3, make("round_robin", 3))
     assert grouped.hit_rate > spread.hit_rate
     assert [r["served"] for r in grouped.per_replica] == [6, 6, 6]  # 3 groups × 3 × 2 turns
+
+
+def test_priority_scheduling_admits_the_lowest_priority_first() -> None:
+    from sim_engine import Replica, SimRequest
+
+    engine = Replica(0, Params(kv_tokens=6_000, max_batch=1, priority_scheduling=True))
+    for priority in (2.0, 0.0, 1.0, 0.0):
+        request = SimRequest([], "x", [], 1, 1, 0, False, None, 0.0)  # type: ignore[arg-type]
+        request.priority = priority
+        engine.submit(request)
+    engine._schedule()
+    assert [r.priority for r in engine.running] == [0.0]
+    assert [r.priority for r in engine.waiting] == [2.0, 1.0, 0.0]  # ties: arrival order
+
+
+def test_engine_priorities_keep_the_lower_bound() -> None:
+    bound = max(lower_bound(SHAPE, PARAMS, 2).values())
+    params = Params(kv_tokens=6_000, priority_scheduling=True)
+    for rule in ("turn", "group", "context"):
+        out = replay(SHAPE, params, 2, make("group_affinity", 2), rule)
+        assert out.makespan_s >= bound, rule
