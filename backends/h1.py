@@ -393,6 +393,9 @@ class _Conn(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.client.forget(self)
+        # the parser calls back into this protocol: a reference cycle, freed at once when
+        # cut here rather than by the GC (as uvicorn does for its server side)
+        self.parser = None  # type: ignore[assignment]
         response = self.response
         if response is None or response.complete:
             return

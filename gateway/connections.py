@@ -159,15 +159,21 @@ class _LingeringTransport:
 
     def __init__(self, real: asyncio.Transport, protocol: GatewayHttpProtocol) -> None:
         self._real = real
-        self._protocol = protocol
+        self._protocol: GatewayHttpProtocol | None = protocol
         # the hot calls are bound here: no __getattr__ on every write
         self.write = real.write
         self.is_closing = real.is_closing
         self.get_extra_info = real.get_extra_info
 
     def close(self) -> None:
-        if not self._protocol.linger_instead_of_close():
+        protocol = self._protocol
+        if protocol is None or not protocol.linger_instead_of_close():
             self._real.close()
+
+    def release(self) -> None:
+        """The connection is gone: drop the reference back to its protocol, so that the two
+        (and the request's cycle and flow control) are freed at once, not by the GC."""
+        self._protocol = None
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._real, name)
@@ -264,6 +270,8 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._in_request = self._draining = False  # nothing left to drain: close for real
         cycle = self.cycle
         super().connection_lost(exc)
+        if isinstance(self.transport, _LingeringTransport):
+            self.transport.release()
         if cycle is not None and cycle.disconnected:  # the answer was not complete
             callbacks = getattr(cycle, _GONE, None)
             if callbacks:

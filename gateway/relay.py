@@ -83,6 +83,8 @@ class _DisconnectWatch:
                 self._forget()
             elif self._watcher is not None:
                 self._watcher.cancel()
+            # both hold this watch's bound method: a reference cycle, left to the GC if kept
+            self._forget = self._watcher = None
             if self.cancelled:
                 self._task.uncancel()
         return self.cancelled
@@ -294,7 +296,8 @@ class Relay:
         the upstream pauses meanwhile). End and error frames as `_relay_pull`'s."""
         stream, encoder, ctx = self.stream, self.encoder, self.ctx
         client = _ClientPush(cycle, stream, encoder, ctx)
-        deliver, deliver_one = client.deliver, client.deliver_one
+        deliver = client.deliver
+        deliver_one = None if client.feed_one is None else client.deliver_one
         flow = cycle.flow
 
         async def drain() -> None:
@@ -332,8 +335,7 @@ class _ClientPush:
     the held response head, in one write). A full client transport pauses the upstream
     (`stream.hold()`) until Relay.push's drain."""
 
-    __slots__ = ("chunked", "ctx", "cycle", "deliver_one", "feed", "feed_one", "first", "flow",
-                 "stream")  # fmt: skip
+    __slots__ = ("chunked", "ctx", "cycle", "feed", "feed_one", "first", "flow", "stream")
 
     def __init__(self, cycle: Any, stream: Any, encoder: Encoder, ctx: RequestContext) -> None:
         self.cycle = cycle
@@ -344,7 +346,6 @@ class _ClientPush:
         # an encoder that frames one payload without a batch list (Chat) gets the upstream's
         # usual chunks that way (UpstreamSSE.push)
         self.feed_one = getattr(encoder, "feed_one", None)
-        self.deliver_one = None if self.feed_one is None else self._deliver_one
         self.ctx = ctx
         self.first = True  # the first read: the time to first token is noted
 
@@ -355,7 +356,7 @@ class _ClientPush:
                 self.ctx.first_token = time.perf_counter()
         self._write(self.feed(batch))
 
-    def _deliver_one(self, payload: bytes) -> None:
+    def deliver_one(self, payload: bytes) -> None:
         if self.first:
             self.first = False
             if self.ctx.first_token is None:

@@ -162,7 +162,6 @@ for name, payload in {
     SCRIPTS[name] = stream_of([framed([ABC[0], ABC[1]], b"\n"), framed([payload], b"\n")])
 
 
-
 def reads_of(name: str, truncated: bool = False) -> list[bytes]:
     """A token stream as engines send it, one network read per chunk (the relay's fast lane),
     mixed with reads the general path takes: two events at once, an event split in two, CRLF

@@ -182,11 +182,18 @@ models:
 
     def one() -> None:
         try:
-            with httpx.Client(timeout=60) as client, client.stream(
-                "POST",
-                gw.url + "/v1/chat/completions",
-                json={"model": "slow", "stream": True, "messages": [{"role": "user", "content": words}]},
-            ) as resp:
+            with (
+                httpx.Client(timeout=60) as client,
+                client.stream(
+                    "POST",
+                    gw.url + "/v1/chat/completions",
+                    json={
+                        "model": "slow",
+                        "stream": True,
+                        "messages": [{"role": "user", "content": words}],
+                    },
+                ) as resp,
+            ):
                 chunks = resp.iter_text()
                 text = next(chunks)  # the stream is open and in flight
                 started.release()

@@ -20,6 +20,7 @@ def replace_atomically(path: Path, text: str) -> None:
     staged.write_text(text)
     staged.replace(path)
 
+
 def config(reply: str, extra_route: bool = False, long_route: bool = True) -> str:
     text = f"""
 models:

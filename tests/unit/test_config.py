@@ -36,7 +36,11 @@ def test_example_vllm_route_is_valid_once_uncommented() -> None:
     ]
     config = parse_config("\n".join(uncommented), "config.example.yaml")
     route = config.models[-1]
-    assert (route.name, route.backend, route.upstream_model) == ("qwen3-8b", "vllm", "Qwen/Qwen3-8B")
+    assert (route.name, route.backend, route.upstream_model) == (
+        "qwen3-8b",
+        "vllm",
+        "Qwen/Qwen3-8B",
+    )
 
 
 def test_interpolation(monkeypatch: pytest.MonkeyPatch) -> None:
