@@ -14,11 +14,15 @@ from gateway.config import ServerConfig
 from gateway.connections import LIMITS, GatewayHttpProtocol, auto_max_connections, configure
 
 
+async def _lifespan(receive, send) -> None:  # type: ignore[no-untyped-def]
+    while (await receive())["type"] != "lifespan.shutdown":
+        await send({"type": "lifespan.startup.complete"})
+    await send({"type": "lifespan.shutdown.complete"})
+
+
 async def _echo_ws(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
     if scope["type"] == "lifespan":
-        while (await receive())["type"] != "lifespan.shutdown":
-            await send({"type": "lifespan.startup.complete"})
-        await send({"type": "lifespan.shutdown.complete"})
+        await _lifespan(receive, send)
         return
     assert scope["type"] == "websocket"
     await receive()  # connect
@@ -87,9 +91,7 @@ def test_a_lost_client_cancels_its_work_without_a_watcher_task() -> None:
 
     async def app(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
         if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
+            await _lifespan(receive, send)
             return
         await receive()  # the (empty) body
         tasks_before = len(asyncio.all_tasks())
