@@ -698,7 +698,10 @@ class UpstreamSSE(ChatStream):
                     if payloads:
                         yield payloads
                     if broken is not None:
-                        raise broken
+                        try:
+                            raise broken
+                        finally:  # as in push(): no reference cycle through the traceback
+                            del broken
                     if self._finished or not chunk:
                         break
             # EOF without [DONE]: the HTTP body ended cleanly (transformers serve never sends
@@ -771,7 +774,12 @@ class UpstreamSSE(ChatStream):
         except client_errors() as exc:
             raise self._transport_broken(exc) from None
         if failure:
-            raise failure[0]
+            error = failure[0]
+            failure.clear()
+            try:
+                raise error
+            finally:  # the error's traceback holds this frame: no reference back to it
+                del error
         self._finished = True  # [DONE], or EOF without it (the caller judges, as above)
 
     def hold(self) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import time
 from collections import Counter
 
 import httpx
@@ -49,6 +50,11 @@ def _slow_script(headers: dict[str, str], request: dict) -> Answer:
     return Answer(pieces=[chunk("slow", {"content": "x"})] * 50)
 
 
+def _broken_script(headers: dict[str, str], request: dict) -> Answer:
+    """A stream that breaks: one good chunk, then an event that is not JSON."""
+    return Answer(pieces=[chunk("broken", {"content": "x"}), b"data: {not json\n\n"])
+
+
 CONFIG = """
 models:
   - name: engine
@@ -59,13 +65,18 @@ models:
     backend: vllm
     base_url: {url}
     upstream_model: slow
+  - name: broken
+    backend: vllm
+    base_url: {url}
+    upstream_model: broken
   - name: echo
     backend: mock
 """
 
 
 def _our_garbage(requests: int, make_requests) -> Counter[str]:  # type: ignore[no-untyped-def]
-    upstream = RawUpstream({"engine": _script, "slow": _slow_script}).start()
+    scripts = {"engine": _script, "slow": _slow_script, "broken": _broken_script}
+    upstream = RawUpstream(scripts).start()
 
     async def scenario() -> Counter[str]:
         port = free_port()
@@ -100,6 +111,7 @@ def _our_garbage(requests: int, make_requests) -> Counter[str]:  # type: ignore[
     try:
         return asyncio.run(scenario())
     finally:
+        time.sleep(0.2)  # the upstream's thread reads the EOFs of the gateway's connections
         upstream.stop()
 
 
@@ -148,5 +160,15 @@ def test_a_client_leaving_mid_stream_leaves_no_cycles() -> None:
                     break  # one read, then the connection closes
 
         await asyncio.gather(*(leave_early() for _ in range(n)))
+
+    assert _our_garbage(5, requests) == Counter()
+
+
+def test_a_stream_the_upstream_breaks_leaves_no_cycles() -> None:
+    """The error raised inside the relay must not hold its own frame (traceback cycle)."""
+
+    async def requests(base: str, n: int) -> None:
+        body = {"model": "broken", "stream": True, "messages": [{"role": "user", "content": "x"}]}
+        await _each_on_its_own_connection(base, [body] * n, "/v1/chat/completions")
 
     assert _our_garbage(5, requests) == Counter()
