@@ -111,6 +111,7 @@ TRANSPORT_FAILURES = {
 
 def transport_error(exc: BaseException, where: str, phase: str) -> GatewayError:
     """The client's error for a transport failure of an upstream call (see the table)."""
+    forget_frames(exc)
     timed_out, failed = TRANSPORT_FAILURES[phase]
     if isinstance(exc, TimeoutError):
         return GatewayError(504, f"{where} {timed_out}", code="upstream_timeout")
@@ -119,6 +120,14 @@ def transport_error(exc: BaseException, where: str, phase: str) -> GatewayError:
         reason = refused.strerror or type(refused).__name__
         return GatewayError(502, f"{where} is unreachable ({reason})", code="upstream_unreachable")
     return GatewayError(502, f"{where} {failed} ({type(exc).__name__})", code="upstream_error")
+
+
+def forget_frames(exc: BaseException) -> None:
+    """Drop a transport error's traceback once it is turned into the client's error: the
+    error is also kept by what failed (an H1Response, a timed-out future) that the
+    traceback's frames hold, a reference cycle the GC alone would free
+    (docs/architecture.md, "No reference cycles per request")."""
+    exc.__traceback__ = None
 
 
 def _connect_error(exc: BaseException) -> OSError | None:
@@ -681,6 +690,7 @@ class UpstreamSSE(ChatStream):
         return self._upstream.describe(self._replica)
 
     def _transport_broken(self, exc: BaseException) -> StreamBroken:
+        forget_frames(exc)
         aborted = self._aborted and not isinstance(exc, TimeoutError)
         error = _aborted() if aborted else transport_error(exc, self._describe(), "stream")
         return StreamBroken(error.status, error.message, code=error.code)

@@ -172,3 +172,25 @@ def test_a_stream_the_upstream_breaks_leaves_no_cycles() -> None:
         await _each_on_its_own_connection(base, [body] * n, "/v1/chat/completions")
 
     assert _our_garbage(5, requests) == Counter()
+
+
+def test_a_refit_abort_of_streams_in_flight_leaves_no_cycles() -> None:
+    """`/admin/pause` with mode abort cuts every stream at once: the transport error each
+    stream stored must not keep the frames that keep it (a reference cycle a refit makes by
+    the thousand)."""
+
+    async def requests(base: str, n: int) -> None:
+        body = {"model": "slow", "stream": True, "messages": [{"role": "user", "content": "x"}]}
+
+        async def abort_soon() -> None:
+            await asyncio.sleep(0.4)  # the streams are under way (50 chunks, 30 ms apart)
+            async with httpx.AsyncClient() as client:
+                paused = await client.post(base + "/admin/pause", json={"mode": "abort"})
+                assert paused.json()["aborted"] >= 1  # the rest, if any, run after the resume
+                await client.post(base + "/admin/resume")
+
+        await asyncio.gather(
+            _each_on_its_own_connection(base, [body] * n, "/v1/chat/completions"), abort_soon()
+        )
+
+    assert _our_garbage(5, requests) == Counter()
