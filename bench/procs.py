@@ -94,14 +94,15 @@ def rss_bytes(pids: list[int]) -> int:
     return total
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU time of the processes (all their threads)."""
+def cpu_seconds(pids: list[int], system_only: bool = False) -> float:
+    """User + system CPU time of the processes (all their threads); only the system (kernel)
+    part if `system_only`."""
     ticks = 0
     for pid in pids:
         try:
             with open(f"/proc/{pid}/stat", "rb") as f:
                 fields = f.read().rsplit(b")", 1)[1].split()
-            ticks += int(fields[11]) + int(fields[12])
+            ticks += int(fields[12]) + (0 if system_only else int(fields[11]))
         except (OSError, IndexError):
             pass
     return ticks / CLK_TCK

@@ -75,10 +75,12 @@ class Meter:
     def __init__(self, target: targets.Target) -> None:
         self.pids = target.pids()
         self.cpu_marks: list[float] = []
+        self.sys_marks: list[float] = []  # the kernel's part of the same
         self.peak = 0
 
     def mark(self, _: bool) -> None:
         self.cpu_marks.append(cpu_seconds(self.pids))
+        self.sys_marks.append(cpu_seconds(self.pids, system_only=True))
 
     async def sample_rss(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -138,6 +140,9 @@ async def run_slow(target: targets.Target, count: int, opts: argparse.Namespace)
         "peak_rss_mib": round(meter.peak / 2**20, 1) if meter.pids else None,
         # CPU time of the target per stream (its own processes), from start to last stream
         "cpu_ms_per_stream": round((meter.cpu_marks[1] - meter.cpu_marks[0]) / count * 1000, 2)
+        if meter.pids
+        else None,
+        "sys_ms_per_stream": round((meter.sys_marks[1] - meter.sys_marks[0]) / count * 1000, 2)
         if meter.pids
         else None,
     }

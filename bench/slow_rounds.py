@@ -7,7 +7,11 @@ round runs every target once, in an order rotated by one each round.
 
     .venv/bin/python bench/slow_rounds.py [--rounds 3] [--only gateway vllm-router smg floor]
         [--gateway-trees ../old-checkout ...] [--streams 2000] [--chunks 100] [--delay-ms 100]
-        [--ramp 2]
+        [--ramp 2] [--cold]
+
+--cold starts every target afresh before each of its runs, so each run is the first burst of
+a process: every stream opens its upstream connection (as in RL, where a batch starts after
+a training step longer than the engines' 5-s keep-alive, so the pool is always cold).
 
 Prints each run (TTFT p50/p99, CPU per stream, core 1's busy share while streams were open)
 and per target the median of its runs; writes bench/results/slow-rounds-latest.json.
@@ -21,6 +25,8 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -39,6 +45,9 @@ def core_ticks(core: int) -> tuple[int, int]:
                 idle = ticks[3] + ticks[4]
                 return sum(ticks) - idle, sum(ticks)
     return 0, 1
+
+
+KEYS = ("ttft_p50_ms", "ttft_p99_ms", "cpu_ms_per_stream", "sys_ms_per_stream", "core1_busy_pct")
 
 
 async def one_run(target: targets.Target, opts: argparse.Namespace) -> dict:
@@ -60,34 +69,41 @@ async def main_async(opts: argparse.Namespace) -> dict:
         ),
     ]
     up: dict[str, targets.Target] = {}
+    starters: dict[str, Callable[[], targets.Target | None]] = {}
     runs: dict[str, list[dict]] = {}
     try:
         for proc, port in zip(upstreams, (fast_port, slow_port), strict=True):
             targets.wait_answer(proc, port, "/v1/chat/completions", b"{}")
         for name in opts.only:
-            target = start(name, sys.executable, fast_port, slow_port, logdir, opts)
+            starter = partial(start, name, sys.executable, fast_port, slow_port, logdir, opts)
+            target = starter()
             if target is None:
                 print(f"   {name}: not available, left out", flush=True)
                 continue
-            up[name] = target
+            up[name], starters[name] = target, starter
             runs[name] = []
         for tree in opts.gateway_trees:  # A/B: the same test on other source trees
-            target = targets.start_gateway(
-                sys.executable, free_port(), fast_port, slow_port, logdir, pin(0), tree=tree
-            )
-            up[target.name] = target
+            starter = partial(
+                targets.start_gateway, sys.executable, free_port(), fast_port, slow_port,
+                logdir, pin(0), tree=tree,
+            )  # fmt: skip
+            target = starter()
+            up[target.name], starters[target.name] = target, starter
             runs[target.name] = []
         names = list(up)
         for round_no in range(opts.rounds):
             order = names[round_no % len(names) :] + names[: round_no % len(names)]
             for name in order:
+                if opts.cold and (round_no or name != order[0]):
+                    up[name].stop()  # the first run of the first target is fresh already
+                    up[name] = starters[name]() or up[name]
                 row = await one_run(up[name], opts)
                 runs[name].append(row)
                 print(
                     f"round {round_no + 1} {name:12s} {row['completed']}/{row['requested']} · "
                     f"ttft p50/p99 {row['ttft_p50_ms']:.1f}/{row['ttft_p99_ms']:.1f} ms · "
-                    f"CPU {row['cpu_ms_per_stream']} ms/stream · core 1 "
-                    f"{row['core1_busy_pct']} % busy",
+                    f"CPU {row['cpu_ms_per_stream']} ms/stream "
+                    f"(kernel {row['sys_ms_per_stream']}) · core 1 {row['core1_busy_pct']} % busy",
                     flush=True,
                 )
     finally:
@@ -101,10 +117,11 @@ async def main_async(opts: argparse.Namespace) -> dict:
             continue
         summary[name] = {
             key: statistics.median(r[key] for r in rows if r[key] is not None)
-            for key in ("ttft_p50_ms", "ttft_p99_ms", "cpu_ms_per_stream", "core1_busy_pct")
+            for key in KEYS
             if any(r[key] is not None for r in rows)
         }
     meta = {"started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "rounds": opts.rounds}
+    meta["cold"] = opts.cold
     meta.update(streams=opts.streams, chunks=opts.chunks, delay_ms=opts.delay_ms)
     meta.update(ramp_s=opts.slow_ramp, loadavg_end=os.getloadavg())
     return {"meta": meta, "runs": runs, "median": summary}
@@ -125,6 +142,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--chunks", type=int, default=100)
     parser.add_argument("--delay-ms", type=float, default=100.0)
     parser.add_argument("--ramp", dest="slow_ramp", type=float, default=2.0)
+    parser.add_argument(
+        "--cold", action="store_true",
+        help="start each target afresh before each run (every stream connects upstream)",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     opts = parser.parse_args()
     # what bench/run.py's run_slow reads

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
 import os
 import time
@@ -22,6 +21,7 @@ from backends.http import AnswerLimits, UpstreamHTTP
 from gateway import (
     __version__,
     admin,
+    collector,
     connections,
     docs_ui,
     endpoints,
@@ -267,7 +267,8 @@ def create_app(
         if gateway.fleet is not None:
             await gateway.fleet.start()  # the fleet's state first: paused fleets start paused
         signal_installed = reload_signal and reloader.install_signal()
-        async with admin.health_poller(gateway):
+        control = gateway.control
+        async with admin.health_poller(gateway), collector.schedule(lambda: control.in_flight > 0):
             yield
         if signal_installed:
             reloader.remove_signal()
@@ -358,16 +359,8 @@ def create_app_from_env() -> FastAPI:
     return app
 
 
-# Allocations (minus frees) of container objects between young collections: Python's 700
-# made the collector run every few relayed chunks; with thousands of open streams its
-# collections cost ~7 % of the worker and lengthened the event loop's turns (TTFT p99 of
-# 2,000 slow streams 374 -> 70 ms in bench/, docs/performance.md).
-GC_THRESHOLDS = (50_000, 20, 100)
-
-
 def tune_gc() -> None:
-    """Once the app is built: what start-up made is frozen out of every later collection, and
-    young collections run less often. Cycles are still collected."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
+    """Once the app is built, in a serving process: the collector's schedule of
+    gateway/collector.py (everything start-up made frozen, automatic collection off; the app's
+    lifespan runs the timer)."""
+    collector.prepare()
