@@ -348,7 +348,16 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         _WAITING.pop(self, None)
         self._disarm()
         self._in_request = self._request_begun = False
+        wrapper = self.transport
+        if isinstance(wrapper, _LingeringTransport) and self._real_transport is not None:
+            # the WebSocket protocol gets the connection itself (it closes its own way)
+            self.transport = self._real_transport
+            wrapper.release()
         super().handle_websocket_upgrade()
+        # this protocol's connection_lost will not come: what it would cut (the wrapper's
+        # and the parser's references back to it) is cut now, or each WebSocket leaves a
+        # reference cycle behind
+        self.parser = None  # type: ignore[assignment]
 
     def on_headers_complete(self) -> None:
         _WAITING.pop(self, None)

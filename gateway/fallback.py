@@ -51,15 +51,18 @@ async def with_fallbacks(
         return await attempt(driver)
     except GatewayError as exc:
         last = exc
-    for name in route.fallbacks:
-        if not eligible(last, route.fallback_on):
-            break
-        if ctx.allowed_routes is not None and name not in ctx.allowed_routes:
-            continue  # the caller's key may not use that route
-        ctx.response_headers[ROUTE_HEADER] = name
-        ctx.fallbacks.append(name)
-        try:
-            return await attempt(router.drivers[name])
-        except GatewayError as exc:
-            last = exc
-    raise last
+    try:
+        for name in route.fallbacks:
+            if not eligible(last, route.fallback_on):
+                break
+            if ctx.allowed_routes is not None and name not in ctx.allowed_routes:
+                continue  # the caller's key may not use that route
+            ctx.response_headers[ROUTE_HEADER] = name
+            ctx.fallbacks.append(name)
+            try:
+                return await attempt(router.drivers[name])
+            except GatewayError as exc:
+                last = exc
+        raise last
+    finally:  # the error's traceback holds this frame: no reference back to it
+        del last

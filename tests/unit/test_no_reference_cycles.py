@@ -20,6 +20,7 @@ from collections import Counter
 
 import httpx
 import uvicorn
+import websockets
 
 from gateway.app import create_app
 from gateway.config import parse_config
@@ -50,6 +51,12 @@ def _slow_script(headers: dict[str, str], request: dict) -> Answer:
     return Answer(pieces=[chunk("slow", {"content": "x"})] * 50)
 
 
+def _overloaded_script(headers: dict[str, str], request: dict) -> Answer:
+    """503 every time: the route retries, then falls back to another."""
+    body = json.dumps({"error": {"message": "overloaded", "type": "server_error"}}).encode()
+    return Answer(status=503, content_type="application/json", pieces=[body], length=True)
+
+
 def _broken_script(headers: dict[str, str], request: dict) -> Answer:
     """A stream that breaks: one good chunk, then an event that is not JSON."""
     return Answer(pieces=[chunk("broken", {"content": "x"}), b"data: {not json\n\n"])
@@ -71,11 +78,20 @@ models:
     upstream_model: broken
   - name: echo
     backend: mock
+  - name: overloaded
+    backend: vllm
+    base_url: {url}
+    upstream_model: overloaded
+    retries: {{attempts: 1, backoff_s: 0.001}}
+    fallbacks: [engine]
 """
 
 
 def _our_garbage(requests: int, make_requests) -> Counter[str]:  # type: ignore[no-untyped-def]
-    scripts = {"engine": _script, "slow": _slow_script, "broken": _broken_script}
+    scripts = {
+        "engine": _script, "slow": _slow_script, "broken": _broken_script,
+        "overloaded": _overloaded_script,
+    }  # fmt: skip
     upstream = RawUpstream(scripts).start()
 
     async def scenario() -> Counter[str]:
@@ -194,3 +210,48 @@ def test_a_refit_abort_of_streams_in_flight_leaves_no_cycles() -> None:
         )
 
     assert _our_garbage(5, requests) == Counter()
+
+
+def test_retries_and_fallbacks_leave_no_cycles() -> None:
+    """A 503, its retry, another 503 and the fallback route's answer, JSON and SSE: each
+    failed attempt's error is handled and dropped without keeping the frames that raised it."""
+
+    async def requests(base: str, n: int) -> None:
+        bodies = [
+            {
+                "model": "overloaded",
+                "stream": stream,
+                "messages": [{"role": "user", "content": "x"}],
+            }
+            for stream in (False, True)
+        ]
+        await _each_on_its_own_connection(base, bodies * n, "/v1/chat/completions")
+
+    assert _our_garbage(3, requests) == Counter()
+
+
+def test_websocket_turns_leave_no_cycles() -> None:
+    """Responses over a WebSocket: several turns on one socket, stored and continued, then
+    the socket closes (the per-socket state, the turns' relays and the connection's task)."""
+
+    async def requests(base: str, n: int) -> None:
+        url = base.replace("http://", "ws://") + "/v1/responses"
+
+        async def session() -> None:
+            async with websockets.connect(url) as ws:
+                previous = None
+                for model in ("engine", "echo", "engine"):
+                    body = {"type": "response.create", "model": model, "input": "hi"}
+                    if previous is not None:
+                        body["previous_response_id"] = previous
+                    await ws.send(json.dumps(body))
+                    while True:
+                        event = json.loads(await ws.recv())
+                        if event["type"] in ("response.completed", "error"):
+                            break
+                    assert event["type"] == "response.completed", event
+                    previous = event["response"]["id"]
+
+        await asyncio.gather(*(session() for _ in range(n)))
+
+    assert _our_garbage(3, requests) == Counter()
