@@ -84,6 +84,11 @@ models:
     upstream_model: overloaded
     retries: {{attempts: 1, backoff_s: 0.001}}
     fallbacks: [engine]
+  - name: unretried
+    backend: vllm
+    base_url: {url}
+    upstream_model: overloaded
+    retries: {{attempts: 0}}
 """
 
 
@@ -253,5 +258,35 @@ def test_websocket_turns_leave_no_cycles() -> None:
                     previous = event["response"]["id"]
 
         await asyncio.gather(*(session() for _ in range(n)))
+
+    assert _our_garbage(3, requests) == Counter()
+
+
+def test_refusals_and_upstream_failures_leave_no_cycles() -> None:
+    """What hostile or careless clients cause (bodies that do not parse, unknown models,
+    parameters refused) and an upstream that answers 503 to a route with neither retries
+    nor fallbacks: each answer is an error, each error is dropped with its frames."""
+
+    async def requests(base: str, n: int) -> None:
+        url = base + "/v1/chat/completions"
+        messages = [{"role": "user", "content": "x"}]
+        cases: list[tuple[dict | bytes, int]] = [
+            (b"{not json", 400),
+            ({"model": "nope", "messages": messages}, 404),
+            ({"model": "engine"}, 400),
+            ({"model": "engine", "messages": messages, "n": "many"}, 400),
+            ({"model": "unretried", "messages": messages}, 503),
+            ({"model": "unretried", "messages": messages, "stream": True}, 503),
+        ]
+
+        async def one(body: dict | bytes, status: int) -> None:
+            async with httpx.AsyncClient() as client:
+                if isinstance(body, bytes):
+                    response = await client.post(url, content=body)
+                else:
+                    response = await client.post(url, json=body)
+                assert response.status_code == status, response.text
+
+        await asyncio.gather(*(one(body, status) for body, status in cases * n))
 
     assert _our_garbage(3, requests) == Counter()
