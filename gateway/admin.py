@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from backends.http import Upstream
 from backends.pool import UNREACHABLE
+from gateway import collector
 from gateway.errors import GatewayError, InvalidRequest
 from gateway.request_io import json_response, read_json_body
 
@@ -254,8 +255,13 @@ async def health_poller(gateway: Gateway):  # type: ignore[no-untyped-def]
             await task
 
 
+def _gc_total(field: str) -> Callable[[], dict[tuple[str, ...], float]]:
+    return lambda: {(): getattr(collector.TOTALS, field)}
+
+
 def register_pool_metrics(gateway: Gateway) -> None:
-    """Pool gauges read at scrape time from the current router's pools."""
+    """Pool gauges read at scrape time from the current router's pools; the collector's
+    totals (gateway/collector.py)."""
     from gateway.metrics import CallbackGauge
 
     def queue_depth() -> dict[tuple[str, ...], float]:
@@ -271,6 +277,15 @@ def register_pool_metrics(gateway: Gateway) -> None:
         return counts
 
     registry = gateway.metrics.registry
+    for name, help_text, field in (
+        ("gateway_gc_full_passes", "Full garbage collections of this process "
+         "(gateway/collector.py; 0 when Python's own schedule runs).", "passes"),
+        ("gateway_gc_full_pass_seconds", "Time this process spent in them (the event loop "
+         "waits meanwhile).", "seconds"),
+        ("gateway_gc_freed_objects", "Objects they freed: cycles some path made (expected "
+         "near 0; growing means a leak to report).", "freed"),
+    ):  # fmt: skip
+        registry.add(CallbackGauge(name, help_text, (), _gc_total(field)))
     registry.add(CallbackGauge(
         "gateway_pool_queue_depth", "Requests waiting for a concurrency slot, by route.",
         ("route",), queue_depth))  # fmt: skip

@@ -51,6 +51,18 @@ MIN_GROWTH_BYTES = 256 * 2**20
 _prepared = False
 
 
+class Totals:
+    """This process's full passes so far (for /metrics): a count of objects freed that keeps
+    growing means some path makes reference cycles."""
+
+    passes = 0
+    seconds = 0.0
+    freed = 0
+
+
+TOTALS = Totals()
+
+
 def prepare() -> None:
     """Once the app is built: a full collection, everything start-up made frozen (out of every
     later pass but the full ones), automatic collection off; `schedule()` runs the rest."""
@@ -107,14 +119,15 @@ class Collector:
         gc.unfreeze()
         freed = gc.collect()
         gc.freeze()
+        took = time.perf_counter() - started
         self.passes += 1
+        TOTALS.passes += 1
+        TOTALS.seconds += took
+        TOTALS.freed += freed
         self.last_pass = time.monotonic()
         self.rss_after_pass = resident_bytes()
         self.frozen_since_pass = 0
-        log.debug(
-            "full collection: %d objects freed in %.1f ms",
-            freed, (time.perf_counter() - started) * 1000,
-        )  # fmt: skip
+        log.debug("full collection: %d objects freed in %.1f ms", freed, took * 1000)
         return freed
 
 

@@ -128,6 +128,14 @@ def test_metrics_count_requests_tokens_and_errors(secured: GatewayProcess) -> No
     assert 'gateway_upstream_requests_total{route="up",upstream="replica-0"}' in text
     assert "127.0.0.1" not in text
     assert "sk-upstream" not in text and "ops-key" not in text and text != before
+    # the collector's schedule runs in a serving process (gateway/collector.py)
+    for name in (
+        "gateway_gc_full_passes",
+        "gateway_gc_full_pass_seconds",
+        "gateway_gc_freed_objects",
+    ):
+        [line] = [line for line in text.splitlines() if line.startswith(name + " ")]
+        assert float(line.split()[1]) >= 0
 
 
 def test_logs_are_json_with_request_ids_and_no_secrets(secured: GatewayProcess) -> None:

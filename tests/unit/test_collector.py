@@ -81,6 +81,15 @@ def test_idle_pass_waits_its_interval(serving_gc: None) -> None:
     del new
 
 
+def test_totals_count_passes_their_time_and_what_they_freed(serving_gc: None) -> None:
+    totals = collector.TOTALS
+    passes, seconds, freed = totals.passes, totals.seconds, totals.freed
+    cycle()
+    Collector(lambda: True).full_pass()
+    assert totals.passes == passes + 1
+    assert totals.seconds > seconds and totals.freed >= freed + 2
+
+
 def test_pass_at_the_latest_after_max_pass_s_even_when_busy(serving_gc: None) -> None:
     busy = Collector(lambda: True, idle_pass_s=0.0, max_pass_s=0.0)
     ref = cycle()
