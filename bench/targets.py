@@ -295,10 +295,15 @@ def start_peer(name: str, fast: int, slow: int, logdir: Path, cpu: str) -> Targe
         procs.append(Proc(f"{name}{suffix}", argv, logdir / f"{name}{suffix}-{listen}.log"))
         procs[-1].start(cpu)
     target = Target(name, port, slow_port, procs[0], responses=False, more=procs[1:])
-    # SMG finds its workers' models in the background: the first 200 may take seconds
-    for proc, listen, model in zip(procs, (port, slow_port), (MODEL, SLOW_MODEL), strict=True):
-        seconds = wait_answer(proc, listen, "/v1/chat/completions", _probe_body(model), timeout=60)
-        target.startup_s = seconds if target.startup_s is None else target.startup_s
+    try:
+        # SMG finds its workers' models in the background: the first 200 may take seconds
+        for proc, listen, model in zip(procs, (port, slow_port), (MODEL, SLOW_MODEL), strict=True):
+            body = _probe_body(model)
+            seconds = wait_answer(proc, listen, "/v1/chat/completions", body, timeout=60)
+            target.startup_s = seconds if target.startup_s is None else target.startup_s
+    except BaseException:
+        target.stop()  # the instance that did start must not outlive the failed start
+        raise
     return target
 
 
