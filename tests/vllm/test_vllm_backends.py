@@ -173,9 +173,8 @@ def test_client_disconnect_frees_the_engine(vllm_gateway: GatewayProcess, vllm_u
     # test asked before: on a fast machine a disconnect seen 2 s late already crossed the
     # 75 % bound then (failed once in CI, 2026-12-07: 88 % and 79 %). The client gives up
     # after 1 s: the gateway must cancel the upstream request and vLLM abort it. A JSON
-    # request: on 2 cores
-    # a stream's relay competes with the engine for the CPU, so a streaming client may see
-    # its first chunk only when generation is done. The bounds leave room for a loaded,
+    # request: on 2 cores a stream's relay competes with the engine for the CPU, so a
+    # streaming client may see its first chunk only when generation is done. The bounds leave room for a loaded,
     # shared machine (the gateway may notice the disconnect seconds late there).
     # Two tries: vLLM's CPU build spins its threads on both cores of the test machines and
     # starves the gateway's event loop, which then sees the client's close seconds late
